@@ -1,0 +1,56 @@
+# xvif: build, run and test. Every target installs what it needs on a fresh
+# Debian machine (tests/deps.sh says what it installs).
+
+ELF      := target/x86_64-unknown-none/release/xvif
+TARGET   := x86_64-unknown-none
+CARGO    ?= cargo
+PYTEST   := python3 -m pytest -v -p no:cacheprovider
+QEMU     ?= qemu-system-x86_64
+# Interactive runs still end on their own after this many seconds.
+RUN_TIMEOUT ?= 3600
+
+.PHONY: all build run test host-test qemu-test lint fmt bench deps clean
+
+all: build
+
+deps:
+	@bash tests/deps.sh qemu
+
+build:
+	@bash tests/deps.sh build
+	$(CARGO) build --release --target $(TARGET)
+	@echo "xvif: $(ELF) is $$(stat -c %s $(ELF)) bytes"
+
+# Boots xvif in QEMU (TCG) with an e1000 on user-mode networking.
+# Type `status` or `poweroff` at the console; Ctrl-A X quits QEMU.
+run: build deps
+	@echo "xvif: booting in QEMU TCG (console below; type 'status' or 'poweroff'; Ctrl-A X quits)"
+	timeout --foreground $(RUN_TIMEOUT) $(QEMU) -machine q35 -accel tcg -cpu max -m 128M \
+	    -display none -monitor none -serial mon:stdio -no-reboot \
+	    -device isa-debug-exit,iobase=0xf4,iosize=4 \
+	    -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
+	    -kernel $(ELF) -append "$(ARGS)"; rc=$$?; \
+	    if [ $$rc = 33 ] || [ $$rc = 0 ]; then echo "xvif: powered off"; else echo "xvif: exit status $$rc"; exit $$rc; fi
+
+host-test:
+	@bash tests/deps.sh build
+	$(CARGO) test --all-targets
+
+qemu-test: build deps
+	cd tests/qemu && $(PYTEST) .
+
+lint:
+	@bash tests/deps.sh build
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(TARGET) -- -D warnings
+	@bash tests/check-unsafe.sh
+
+fmt:
+	$(CARGO) fmt
+
+test: lint host-test qemu-test
+	@echo "make test: all suites passed"
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,174 @@
+//! Wiring of the unikernel: configuration, services and the main loop.
+//! Runs after `platform::init`; contains no `unsafe`.
+#![forbid(unsafe_code)]
+
+use crate::config::{self, PowerOff, SelfTest};
+use crate::platform::{self, cpu, exit, heap, idt, logger, serial, time};
+use crate::timer::{Nanos, Poller, Progress, Task};
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
+use log::{error, info, warn};
+
+/// Reads command lines typed on the serial console (COM1 interrupt via the
+/// I/O APIC): `poweroff`, `status`.
+struct ConsoleTask {
+    line: String,
+}
+
+impl Task for ConsoleTask {
+    fn name(&self) -> &str {
+        "console"
+    }
+
+    fn poll(&mut self, _now: Nanos) -> Progress {
+        let mut progress = Progress::Idle;
+        // Bounded: at most one FIFO's worth per poll.
+        for _ in 0..64 {
+            let Some(b) = serial::try_read() else { break };
+            progress = Progress::Busy;
+            match b {
+                b'\r' | b'\n' => {
+                    let cmd = core::mem::take(&mut self.line);
+                    run_command(cmd.trim());
+                }
+                0x20..=0x7e if self.line.len() < 80 => self.line.push(char::from(b)),
+                _ => {}
+            }
+        }
+        progress
+    }
+}
+
+fn run_command(cmd: &str) {
+    match cmd {
+        "" => {}
+        "poweroff" => {
+            info!("console: poweroff requested");
+            exit::poweroff(exit::Status::Success);
+        }
+        "status" => status(),
+        other => warn!("console: unknown command '{other}' (try: status, poweroff)"),
+    }
+}
+
+fn status() {
+    let (used, free) = heap::usage();
+    let f = platform::frames::stats();
+    info!(
+        "status: uptime {} ms, heap {} KiB used / {} KiB free, frames {}/{} used, irqs {}, console irqs {}",
+        time::now_ns() / 1_000_000,
+        used / 1024,
+        free / 1024,
+        f.used,
+        f.total,
+        idt::irq_count(),
+        CONSOLE_IRQS.load(Ordering::Relaxed)
+    );
+}
+
+static CONSOLE_IRQS: AtomicU64 = AtomicU64::new(0);
+
+fn serial_irq() {
+    CONSOLE_IRQS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Recurses until `limit` (never reached: the guard page stops it first).
+#[inline(never)]
+fn recurse(depth: u64, limit: u64) -> u64 {
+    let pad = core::hint::black_box([depth; 64]);
+    if depth >= limit {
+        return pad[3];
+    }
+    core::hint::black_box(recurse(depth + 1, limit)) + pad[7]
+}
+
+/// The kernel after platform bring-up: configuration, self tests, the poll loop.
+pub fn run(p: platform::Platform) -> ! {
+    let (cfg, issues) = config::parse(p.boot.cmdline());
+    logger::init(cfg.log);
+    info!("xvif {} booting (PVH start_info v{})", env!("CARGO_PKG_VERSION"), p.boot.version);
+    info!("command line: '{}'", p.boot.cmdline());
+    for i in &issues {
+        warn!("config: {i}");
+    }
+    for w in &p.warnings {
+        warn!("{w}");
+    }
+    for r in p.boot.memmap() {
+        log::debug!("memmap {:#012x}-{:#012x} {:?}", r.base, r.end(), r.kind);
+    }
+    let k = platform::kernel_range();
+    info!(
+        "memory: {} MiB RAM, image {:#x}-{:#x}, heap {} KiB, {} frames free",
+        p.boot.ram_bytes() >> 20,
+        k.start,
+        k.end,
+        p.heap_bytes / 1024,
+        platform::frames::stats().total
+    );
+    info!(
+        "clock: TSC {} MHz ({:?}), LAPIC timer {} ticks/ms",
+        time::tsc_hz() / 1_000_000,
+        p.tsc_source,
+        platform::apic::ticks_per_ms()
+    );
+    let mut poller = Poller::new();
+    if let Some(madt) = p.acpi.as_ref().and_then(|a| a.madt.as_ref()) {
+        info!("ACPI: {} CPU(s), {} I/O APIC(s), {} IRQ override(s)", madt.cpus, p.ioapics, madt.overrides.len());
+        for o in &madt.overrides {
+            log::debug!("irq override: IRQ{} -> GSI{} {:?} {:?}", o.irq, o.gsi, o.polarity, o.trigger);
+        }
+        if serial::com1_present() {
+            let (gsi, pol, trig) = madt.route_isa_irq(4);
+            match idt::alloc_vector(serial_irq) {
+                Some(v) if platform::apic::route_gsi(gsi, v, pol, trig) => {
+                    serial::enable_rx_interrupt();
+                    info!("console: COM1 IRQ4 -> GSI{gsi} -> vector {v:#x}");
+                }
+                _ => warn!("console: cannot route COM1 IRQ4 (GSI{gsi})"),
+            }
+        }
+    }
+    poller.add(Box::new(ConsoleTask { line: String::new() }));
+    cpu::enable_interrupts();
+
+    match cfg.selftest {
+        Some(SelfTest::Fault) => {
+            info!("selftest: reading the stack guard page at {:#x}", platform::stack_guard());
+            let v = platform::touch_stack_guard();
+            error!("selftest: guard page read returned {v}: it is mapped!");
+            exit::poweroff(exit::Status::Failure);
+        }
+        Some(SelfTest::StackOverflow) => {
+            info!("selftest: overflowing the stack");
+            let v = recurse(0, core::hint::black_box(u64::MAX));
+            error!("selftest: recursion returned {v}");
+            exit::poweroff(exit::Status::Failure);
+        }
+        Some(SelfTest::Panic) => panic!("selftest: requested panic"),
+        None => {}
+    }
+
+    let ready_ns = time::now_ns();
+    info!(
+        "xvif ready: {}.{:03} ms after entry, {} ms since reset",
+        ready_ns / 1_000_000,
+        (ready_ns / 1_000) % 1_000,
+        time::since_reset_ns() / 1_000_000
+    );
+    logger::set_quiet(cfg.quiet);
+    if cfg.poweroff == PowerOff::Ready {
+        info!("poweroff=ready: powering off");
+        exit::poweroff(exit::Status::Success);
+    }
+    loop {
+        let now = time::now_ns();
+        if poller.run_once(now) == Progress::Busy {
+            continue;
+        }
+        let deadline = poller.next_deadline(now).unwrap_or(now + 1_000_000_000);
+        platform::apic::arm_oneshot(deadline.saturating_sub(time::now_ns()).max(1000));
+        cpu::enable_interrupts_and_halt();
+    }
+}

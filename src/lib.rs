@@ -1,0 +1,22 @@
+//! xvif: a Xen network driver domain as a Rust unikernel.
+//!
+//! The library holds everything that can be tested on the host (wire formats,
+//! protocol state machines, allocators, parsers). `platform` holds the
+//! hardware- and memory-touching code and is built only for the bare-metal
+//! target; it is the only module allowed to use `unsafe`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod acpi;
+pub mod bootinfo;
+pub mod config;
+pub mod crash;
+pub mod hal;
+pub mod memory;
+pub mod timer;
+
+#[cfg(target_os = "none")]
+pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod platform;

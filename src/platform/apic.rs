@@ -1,0 +1,164 @@
+//! Local APIC (timer, EOI) and I/O APIC (legacy IRQ routing from the MADT).
+
+use super::{cpu, idt, paging};
+use crate::acpi::{Madt, Polarity, Trigger};
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static LAPIC: AtomicU64 = AtomicU64::new(0);
+/// LAPIC timer ticks per millisecond (divide-by-16).
+static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+static TIMER_VECTOR: AtomicU64 = AtomicU64::new(0);
+
+const REG_ID: u64 = 0x20;
+const REG_EOI: u64 = 0xb0;
+const REG_SVR: u64 = 0xf0;
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_TIMER_INIT: u64 = 0x380;
+const REG_TIMER_CUR: u64 = 0x390;
+const REG_TIMER_DIV: u64 = 0x3e0;
+const LVT_MASKED: u32 = 1 << 16;
+
+fn lapic_write(reg: u64, v: u32) {
+    let base = LAPIC.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: `base` is the LAPIC page mapped uncached by `init`; `reg` is
+        // an architectural register offset below 0x400.
+        unsafe { ptr::write_volatile((base + reg) as usize as *mut u32, v) }
+    }
+}
+
+fn lapic_read(reg: u64) -> u32 {
+    let base = LAPIC.load(Ordering::Relaxed);
+    if base == 0 {
+        return 0;
+    }
+    // SAFETY: as in `lapic_write`.
+    unsafe { ptr::read_volatile((base + reg) as usize as *const u32) }
+}
+
+/// Masks and remaps the legacy 8259 PICs so they can never raise vectors
+/// that collide with exceptions (no-op where there is no PIC).
+fn disable_pic() {
+    for (cmd, data, base, cascade) in [(0x20u16, 0x21u16, 0xe0u8, 4u8), (0xa0, 0xa1, 0xe8, 2)] {
+        cpu::outb(cmd, 0x11);
+        cpu::outb(data, base);
+        cpu::outb(data, cascade);
+        cpu::outb(data, 0x01);
+        cpu::outb(data, 0xff);
+    }
+}
+
+fn timer_irq() {}
+
+/// Enables the local APIC at `phys` and calibrates its timer over `calib`
+/// (which busy-waits the given number of microseconds).
+pub fn init(phys: u64, calib: impl Fn(u64)) -> Result<(), paging::MapError> {
+    disable_pic();
+    // IA32_APIC_BASE: keep the base, set global enable (bit 11).
+    let msr = cpu::rdmsr(0x1b);
+    cpu::wrmsr(0x1b, (msr & !0xfff) | (1 << 11) | (msr & (1 << 8)));
+    let base = paging::map_mmio(phys, 0x1000)?;
+    LAPIC.store(base, Ordering::Relaxed);
+    lapic_write(REG_SVR, 0x100 | u32::from(idt::SPURIOUS_VECTOR));
+    let vector = idt::alloc_vector(timer_irq).unwrap_or(idt::FIRST_IRQ_VECTOR);
+    TIMER_VECTOR.store(u64::from(vector), Ordering::Relaxed);
+    // Calibrate: count down from the maximum for 2 ms.
+    lapic_write(REG_TIMER_DIV, 0x3); // divide by 16
+    lapic_write(REG_LVT_TIMER, LVT_MASKED | u32::from(vector));
+    lapic_write(REG_TIMER_INIT, u32::MAX);
+    calib(2_000);
+    let elapsed = u64::from(u32::MAX - lapic_read(REG_TIMER_CUR));
+    lapic_write(REG_TIMER_INIT, 0);
+    TICKS_PER_MS.store((elapsed / 2).max(1), Ordering::Relaxed);
+    lapic_write(REG_LVT_TIMER, u32::from(vector)); // one-shot, unmasked
+    Ok(())
+}
+
+/// LAPIC id of this CPU.
+pub fn id() -> u32 {
+    lapic_read(REG_ID) >> 24
+}
+
+/// Timer ticks per millisecond.
+pub fn ticks_per_ms() -> u64 {
+    TICKS_PER_MS.load(Ordering::Relaxed)
+}
+
+/// Arms the one-shot timer to fire after `ns` nanoseconds (clamped).
+pub fn arm_oneshot(ns: u64) {
+    let tpm = ticks_per_ms();
+    if tpm == 0 {
+        return;
+    }
+    let ticks = (u128::from(ns) * u128::from(tpm) / 1_000_000).clamp(1, u128::from(u32::MAX));
+    lapic_write(REG_TIMER_INIT, ticks as u32);
+}
+
+/// Signals end of interrupt.
+pub fn eoi() {
+    lapic_write(REG_EOI, 0);
+}
+
+/// One I/O APIC, mapped.
+#[derive(Debug, Clone, Copy)]
+pub struct IoApic {
+    base: u64,
+    /// First GSI.
+    pub gsi_base: u32,
+    /// Number of pins.
+    pub pins: u32,
+}
+
+impl IoApic {
+    fn write(&self, reg: u32, v: u32) {
+        // SAFETY: `base` maps the I/O APIC's register window (IOREGSEL at 0,
+        // IOWIN at 0x10) uncached; single CPU, interrupts off during routing.
+        unsafe {
+            ptr::write_volatile(self.base as usize as *mut u32, reg);
+            ptr::write_volatile((self.base + 0x10) as usize as *mut u32, v);
+        }
+    }
+
+    fn read(&self, reg: u32) -> u32 {
+        // SAFETY: as in `write`.
+        unsafe {
+            ptr::write_volatile(self.base as usize as *mut u32, reg);
+            ptr::read_volatile((self.base + 0x10) as usize as *const u32)
+        }
+    }
+}
+
+static IOAPICS: spin::Mutex<alloc::vec::Vec<IoApic>> = spin::Mutex::new(alloc::vec::Vec::new());
+
+/// Maps every I/O APIC from the MADT and masks all their pins.
+pub fn init_ioapics(madt: &Madt) -> usize {
+    let mut list = IOAPICS.lock();
+    for a in &madt.ioapics {
+        let Ok(base) = paging::map_mmio(a.addr, 0x20) else { continue };
+        let mut io = IoApic { base, gsi_base: a.gsi_base, pins: 0 };
+        io.pins = ((io.read(1) >> 16) & 0xff) + 1;
+        for pin in 0..io.pins {
+            io.write(0x10 + 2 * pin, 1 << 16);
+        }
+        list.push(io);
+    }
+    list.len()
+}
+
+/// Routes a GSI to `vector` on this CPU. Returns false when no I/O APIC serves it.
+pub fn route_gsi(gsi: u32, vector: u8, polarity: Polarity, trigger: Trigger) -> bool {
+    let list = IOAPICS.lock();
+    let Some(io) = list.iter().find(|a| gsi >= a.gsi_base && gsi - a.gsi_base < a.pins) else { return false };
+    let pin = gsi - io.gsi_base;
+    let mut low = u32::from(vector);
+    if polarity == Polarity::Low {
+        low |= 1 << 13;
+    }
+    if trigger == Trigger::Level {
+        low |= 1 << 15;
+    }
+    io.write(0x10 + 2 * pin + 1, id() << 24);
+    io.write(0x10 + 2 * pin, low);
+    true
+}

@@ -1,0 +1,297 @@
+#!/bin/bash
+# Build (or find in the cache) everything needed to boot Xen 4.17 with a Linux
+# PV dom0 under QEMU TCG:
+#
+#   xen            the hypervisor, gunzipped (QEMU's multiboot loader wants it raw)
+#   vmlinuz        Debian's 6.1 kernel, used for dom0 and for Linux PV guests
+#   dom0.cpio.gz   dom0 initramfs: busybox, bash, flock, xl, xenstored,
+#                  xenconsoled, xen-init-dom0, xenstore-* tools, their libs,
+#                  /etc/xen/scripts, Xen kernel modules; /init brings up the
+#                  toolstack, bridge xenbr0 (10.0.0.1/24), prints
+#                  XVIF-DOM0-READY, runs /guests/autorun.sh if present, then
+#                  gives a shell on the console. /guests/ holds vmlinuz and
+#                  domU.cpio.gz so dom0 can start Linux PV guests.
+#   domU.cpio.gz   Linux PV guest initramfs: busybox + xen-netfront; /init
+#                  brings eth0 up with ip=ADDR/LEN from the kernel command line
+#                  (optional ping=ADDR keeps pinging it and prints PING-OK).
+#   manifest.txt   the exact .deb files (name_version, size, sha256) used
+#   image.env      KVER=..., XENV=... for the harness
+#
+# Nothing is installed on the host: packages are fetched with `apt-get download`
+# and unpacked with `dpkg-deb -x`. The result is cached in
+#   ${XVIF_CACHE:-$HOME/.cache/xvif}/xen-image/<key>/
+# where <key> hashes the resolved package files plus this script. A run whose
+# key is already built prints the path and exits (about a second).
+#
+# Usage: build-image.sh [--force]     (last line of stdout: the image directory)
+# Progress and timing go to stderr.
+set -euo pipefail
+
+SELF=$(readlink -f "$0")
+CACHE=${XVIF_CACHE:-$HOME/.cache/xvif}
+IMGROOT=$CACHE/xen-image
+XENV=4.17                 # bookworm's Xen; package names embed it
+KEEP_IMAGES=3             # older keys are pruned after a fresh build
+FORCE=0
+[ "${1:-}" = --force ] && FORCE=1
+
+T0=$(date +%s.%N)
+el() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+log() { echo "[xen-image +$(el)s] $*" >&2; }
+die() { echo "[xen-image] ERROR: $*" >&2; exit 1; }
+
+command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "needs apt-get and dpkg-deb (Debian host)"
+
+########## resolve package versions (fast, no download) ##########
+APT_UPDATED=0
+apt_update() {
+  [ $APT_UPDATED = 0 ] || return 1
+  log "apt lists incomplete: running apt-get update"
+  apt-get update -qq </dev/null >&2 || die "apt-get update failed (run tests/xen/setup.sh as root)"
+  APT_UPDATED=1
+}
+
+# Newest Debian 6.1 kernel (unsigned image: same kernel, no EFI signature).
+# Not hard-coded: the ABI number (6.1.0-N) moves with every stable update.
+find_kernel() {
+  KPKG=$(apt-cache pkgnames linux-image-6.1.0- 2>/dev/null |
+         grep -E '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | sort -V | tail -1 || true)
+  if [ -z "$KPKG" ]; then
+    # fall back to what the linux-image-amd64 metapackage depends on
+    KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null |
+           sed -n 's/^ *Depends: \(linux-image-6\.1\.0-[0-9]*-amd64\(-unsigned\)\?\)$/\1/p' | sort -V | tail -1)
+  fi
+}
+find_kernel
+if [ -z "$KPKG" ]; then apt_update && find_kernel; fi
+[ -n "$KPKG" ] || die "cannot find a linux-image-6.1.0-N-amd64 package in the apt lists"
+KVER=${KPKG#linux-image-}; KVER=${KVER%-unsigned}
+
+PKGS=(xen-hypervisor-$XENV-amd64 xen-utils-$XENV xen-utils-common xenstore-utils
+      libxenmisc$XENV libxenstore4 libxentoolcore1 libxentoollog1 libxencall1
+      libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxendevicemodel1 libxenhypfs1
+      libyajl2 libext2fs2 liblzma5 libuuid1 libzstd1 zlib1g libncurses6 libtinfo6
+      libc6 libgcc-s1 "$KPKG" busybox-static bash util-linux)
+
+uris=$(apt-get download --print-uris "${PKGS[@]}" 2>/dev/null) ||
+  { apt_update && uris=$(apt-get download --print-uris "${PKGS[@]}" 2>/dev/null); } ||
+  die "apt-get cannot resolve: ${PKGS[*]} (apt-get update? see tests/xen/setup.sh)"
+# "'URI' file size hash": keep only file/size/hash (never write the URI anywhere)
+MANIFEST=$(awk '{print $2, $3, $4}' <<<"$uris" | sort)
+[ "$(wc -l <<<"$MANIFEST")" -eq ${#PKGS[@]} ] || die "expected ${#PKGS[@]} packages, apt resolved: $MANIFEST"
+KEY=$( { printf '%s\n' "$MANIFEST"; sha256sum <"$SELF"; } | sha256sum | cut -c1-16)
+OUT=$IMGROOT/$KEY
+
+if [ $FORCE = 0 ] && [ -f "$OUT/.complete" ]; then
+  log "cached image (key $KEY, $KPKG): $OUT"
+  echo "$OUT"; exit 0
+fi
+
+mkdir -p "$IMGROOT"
+exec 9>"$IMGROOT/.lock"
+log "waiting for build lock" ; flock 9
+if [ $FORCE = 0 ] && [ -f "$OUT/.complete" ]; then    # built by someone else meanwhile
+  log "cached image (key $KEY): $OUT"; echo "$OUT"; exit 0
+fi
+log "building image key $KEY (kernel $KVER, Xen $XENV) in $IMGROOT"
+
+WORK=$(mktemp -d "$IMGROOT/.build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+S=$WORK/stage
+mkdir -p "$WORK/debs" "$S" "$WORK/out"
+
+########## download + unpack ##########
+( cd "$WORK/debs" && apt-get download -q -o APT::Sandbox::User=root "${PKGS[@]}" </dev/null >/dev/null 2>"$WORK/download.err" ) ||
+  { cat "$WORK/download.err" >&2; die "apt-get download failed"; }
+got=$(cd "$WORK/debs" && for f in *.deb; do echo "$f"; done | sort)
+want=$(awk '{print $1}' <<<"$MANIFEST" | sort)
+[ "$got" = "$want" ] || die "downloaded files differ from the resolved manifest:
+$(diff <(echo "$want") <(echo "$got") || true)"
+log "downloaded $(du -sh "$WORK/debs" | cut -f1) in ${#PKGS[@]} packages"
+for d in "$WORK"/debs/*.deb; do dpkg-deb -x "$d" "$S"; done
+log "unpacked"
+
+BB=$S/bin/busybox
+[ -x "$BB" ] || die "busybox-static did not unpack bin/busybox"
+LDSO=$S/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+LIBPATH=$S/lib/x86_64-linux-gnu:$S/usr/lib/x86_64-linux-gnu:$S/usr/lib/xen-$XENV/lib/x86_64-linux-gnu
+MODDIR=$S/lib/modules/$KVER
+[ -d "$MODDIR" ] || die "no modules dir for $KVER"
+
+gunzip -c "$S/boot/xen-$XENV-amd64.gz" >"$WORK/out/xen"
+cp "$S/boot/vmlinuz-$KVER" "$WORK/out/vmlinuz"
+
+# copy_bin ROOT PATH-IN-STAGE: the file (same path) and every shared library it
+# needs, resolved inside the stage only (a library missing there is an error,
+# never silently taken from the host).
+copy_bin() {
+  local R=$1 f=$2 lib rel list
+  [ -e "$S/$f" ] || die "copy_bin: $f not in stage"
+  mkdir -p "$R/$(dirname "$f")"; cp -L "$S/$f" "$R/$f"
+  file_is_elf "$S/$f" || return 0
+  list=$(LD_LIBRARY_PATH=$LIBPATH "$LDSO" --list "$S/$f" 2>&1) || true
+  if grep -q 'not found' <<<"$list"; then die "copy_bin $f: missing libraries:
+$list"; fi
+  while read -r lib; do
+    case "$lib" in "$S"/*) ;; *) die "copy_bin $f: $lib resolved outside the stage";; esac
+    rel=${lib#"$S"/}
+    [ -e "$R/$rel" ] && continue
+    mkdir -p "$R/$(dirname "$rel")"; cp -L "$lib" "$R/$rel"
+  done < <(awk '$2=="=>" && $3 ~ /^\// {print $3}' <<<"$list")
+  # the ELF interpreter (/lib64/ld-linux-x86-64.so.2, an absolute symlink in
+  # the stage): the loader itself plus the same symlink in the root
+  local interp target
+  interp=$(awk '$1 ~ /^\// {print $1}' <<<"$list" | head -1)
+  if [ -n "$interp" ] && [ ! -e "$R$interp" ]; then
+    if [ -L "$S$interp" ]; then
+      target=$(readlink "$S$interp")
+      case "$target" in /*) ;; *) target=$(dirname "$interp")/$target;; esac
+      mkdir -p "$R$(dirname "$target")" "$R$(dirname "$interp")"
+      cp -L "$S$target" "$R$target"; ln -sf "$target" "$R$interp"
+    else
+      mkdir -p "$R$(dirname "$interp")"; cp -L "$S$interp" "$R$interp"
+    fi
+  fi
+}
+file_is_elf() { [ "$(head -c4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+
+# copy_mods ROOT MODULE...: modules plus their depends= closure, then depmod
+copy_mods() {
+  local R=$1; shift
+  local -A seen=()
+  local queue=("$@") m f deps d
+  while [ ${#queue[@]} -gt 0 ]; do
+    m=${queue[0]}; queue=("${queue[@]:1}"); m=${m//-/_}
+    [ -n "${seen[$m]:-}" ] && continue; seen[$m]=1
+    f=$(find "$MODDIR/kernel" \( -name "$m.ko*" -o -name "${m//_/-}.ko*" \) | head -1)
+    if [ -z "$f" ]; then
+      grep -qE "/(${m}|${m//_/-})\.ko" "$MODDIR/modules.builtin" || die "module $m: neither a .ko nor built in"
+      continue
+    fi
+    mkdir -p "$R/$(dirname "${f#"$S"/}")"; cp "$f" "$R/${f#"$S"/}"
+    deps=$("$BB" modinfo -F depends "$f" 2>/dev/null || "$BB" strings -a "$f" | sed -n 's/^depends=//p' | head -1)
+    for d in ${deps//,/ }; do queue+=("$d"); done
+  done
+  cp "$MODDIR/modules.order" "$MODDIR/modules.builtin" "$R/lib/modules/$KVER/"
+  "$BB" depmod -b "$R" "$KVER"
+}
+
+mkroot() {
+  local R=$1 a
+  mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,var/log,var/lib,etc,root,lib/modules/$KVER}
+  ln -s ../run "$R/var/run"
+  cp "$BB" "$R/bin/busybox"
+  for a in $("$BB" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
+  echo "root::0:0:root:/root:/bin/sh" >"$R/etc/passwd"
+  echo "root:x:0:" >"$R/etc/group"
+}
+
+mkcpio() { # ROOT OUTFILE (newc, root-owned, gzip -6)
+  ( cd "$1" && find . | LC_ALL=C sort | "$BB" cpio -o -H newc 2>/dev/null | gzip -6 -n ) >"$2"
+}
+
+########## domU (Linux PV guest) root ##########
+R=$WORK/root-domU; mkroot "$R"
+copy_mods "$R" xen-netfront
+cat >"$R/init" <<'EOF'
+#!/bin/sh
+# Linux PV test guest. Kernel command line: ip=ADDR/LEN [ping=ADDR]
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+IP=; PING=
+for a in $(cat /proc/cmdline); do case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; esac; done
+modprobe xen-netfront
+# under TCG netfront can take many seconds to probe
+for i in $(seq 1 120); do [ -e /sys/class/net/eth0 ] && break; sleep 1; done
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  [ -n "$IP" ] && ip addr add "$IP" dev eth0
+  ip link set eth0 up
+  echo "XVIF-DOMU-UP eth0 ip=$IP mac=$(cat /sys/class/net/eth0/address)"
+else
+  echo "XVIF-DOMU-NOETH0 (no netfront device after 120 s)"
+fi
+ip addr
+if [ -n "$PING" ]; then
+  ( for i in $(seq 1 300); do
+      if ping -c1 -W1 "$PING" >/dev/null 2>&1; then echo "PING-OK $PING after $i tries"; ping -c3 "$PING"; break; fi
+      sleep 1
+    done ) &
+fi
+exec setsid cttyhack sh
+EOF
+chmod +x "$R/init"
+mkcpio "$R" "$WORK/out/domU.cpio.gz"
+log "domU.cpio.gz $(du -h "$WORK/out/domU.cpio.gz" | cut -f1)"
+
+########## dom0 root ##########
+R=$WORK/root-dom0; mkroot "$R"
+copy_mods "$R" xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback xen-netfront \
+  bridge xen-pciback xen-blkback tun
+XB=usr/lib/xen-$XENV/bin
+for b in xl xenstored xenconsoled xenconsole xen-init-dom0 xenstore-control libxl-save-helper \
+         xenctx readnotes lsevtchn xentop xen-diag init-xenstore-domain; do
+  copy_bin "$R" "$XB/$b"
+done
+for b in xenstore xenstore-chmod xenstore-exists xenstore-list xenstore-ls xenstore-read \
+         xenstore-rm xenstore-watch xenstore-write xen-detect; do
+  copy_bin "$R" "usr/bin/$b"
+done
+copy_bin "$R" bin/bash
+copy_bin "$R" usr/bin/flock
+# glibc dlopen()s libgcc_s for pthread_cancel: without it `xl create` aborts
+# with signal 6 ("libgcc_s.so.1 must be installed for pthread_cancel to work").
+cp -L "$S/lib/x86_64-linux-gnu/libgcc_s.so.1" "$R/lib/x86_64-linux-gnu/"
+[ -d "$S/usr/lib/xen-$XENV/boot" ] && cp -a "$S/usr/lib/xen-$XENV/boot" "$R/usr/lib/xen-$XENV/"
+mkdir -p "$R/etc/xen" "$R/var/lib/xen" "$R/var/log/xen/console" "$R/guests"
+cp -a "$S/etc/xen/scripts" "$S/etc/xen/xl.conf" "$R/etc/xen/"
+cp "$WORK/out/vmlinuz" "$WORK/out/domU.cpio.gz" "$R/guests/"
+cat >"$R/init" <<EOF
+#!/bin/sh
+export PATH=/usr/lib/xen-$XENV/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+KVER=$KVER
+EOF
+cat >>"$R/init" <<'EOF'
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mkdir -p /run/xen /run/xenstored /var/lib/xen /var/log/xen/console
+t0=$(cut -d' ' -f1 /proc/uptime)
+for m in xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback bridge xen-pciback; do
+  modprobe $m || echo "dom0-init: modprobe $m failed"
+done
+mount -t xenfs xenfs /proc/xen
+echo "dom0-init: kernel $(uname -r), capabilities: $(cat /proc/xen/capabilities)"
+# -T: xenstored's access trace, handy when debugging the driver-domain handshake
+xenstored --pid-file /run/xenstored.pid -T /var/log/xen/xenstored-trace.log ||
+  xenstored --pid-file /run/xenstored.pid || echo "dom0-init: xenstored FAILED"
+xen-init-dom0 || echo "dom0-init: xen-init-dom0 FAILED"
+# guest consoles are logged to /var/log/xen/console/guest-NAME.log
+xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console ||
+  echo "dom0-init: xenconsoled FAILED"
+brctl addbr xenbr0   # (busybox brctl here lacks stp/setfd: use sysfs)
+echo 0 >/sys/class/net/xenbr0/bridge/stp_state; echo 0 >/sys/class/net/xenbr0/bridge/forward_delay
+ip addr add 10.0.0.1/24 dev xenbr0; ip link set xenbr0 up; ip link set lo up
+echo "XVIF-DOM0-READY uptime=$(cut -d' ' -f1 /proc/uptime) (toolstack start at $t0)"
+if [ -f /guests/autorun.sh ]; then
+  echo "dom0-init: running /guests/autorun.sh"
+  sh /guests/autorun.sh; echo "dom0-init: autorun.sh exited rc=$?"
+fi
+export PS1='dom0# '
+exec setsid cttyhack sh
+EOF
+chmod +x "$R/init"
+mkcpio "$R" "$WORK/out/dom0.cpio.gz"
+log "dom0.cpio.gz $(du -h "$WORK/out/dom0.cpio.gz" | cut -f1) ($(du -sh "$R" | cut -f1) unpacked)"
+
+########## publish ##########
+printf '%s\n' "$MANIFEST" >"$WORK/out/manifest.txt"
+printf 'KEY=%s\nKVER=%s\nKPKG=%s\nXENV=%s\n' "$KEY" "$KVER" "$KPKG" "$XENV" >"$WORK/out/image.env"
+rm -rf "$OUT"
+mv "$WORK/out" "$OUT"
+touch "$OUT/.complete"
+# prune: keep the newest $KEEP_IMAGES complete images
+ls -1dt "$IMGROOT"/*/ 2>/dev/null | tail -n +$((KEEP_IMAGES + 1)) | while read -r old; do
+  log "pruning old image $old"; rm -rf "$old"
+done
+log "done: $OUT ($(du -sh "$OUT" | cut -f1)), total $(el)s"
+echo "$OUT"

@@ -1,0 +1,582 @@
+"""Boot a real Xen 4.17 + Linux PV dom0 inside QEMU TCG and drive dom0's shell.
+
+    from xenvm import XenVM
+    with XenVM(guest_files=["/path/xvif.elf", ("cfg text", "xvif.cfg")]) as vm:
+        rc, out = vm.sh("xl info")
+        vm.sh("xl create /guests/xvif.cfg", check=True)
+
+* The image (xen, vmlinuz, dom0.cpio.gz, domU.cpio.gz) comes from
+  $XVIF_XEN_IMAGE, or else from `build-image.sh` next to this file (which
+  prints the cached image directory in about a second when nothing changed).
+* Extra files for dom0 land under /guests/: they are packed at run time into a
+  small cpio.gz that is appended to the cached dom0.cpio.gz (the kernel unpacks
+  concatenated archives), so the image cache stays valid. A file named
+  autorun.sh is run by dom0's /init after XVIF-DOM0-READY.
+* QEMU runs under `timeout` (hard limit $XVIF_XEN_HARD_TIMEOUT, default 3600 s)
+  and is killed by PID on close(), at interpreter exit and on SIGTERM/SIGHUP.
+* dom0's console is the serial line (Xen's com1, dom0 on hvc0 multiplexed into
+  it). Commands run with unique begin/end markers; sh() returns (rc, output).
+* diagnostics() collects the tail of `xl dmesg`, of the serial console (Xen +
+  dom0), every guest console log under /var/log/xen/console/ and the xl logs.
+* Timings (QEMU start to Xen banner / dom0 kernel / dom0 READY, per command)
+  are kept in .timings and written to timings.json in the run's log dir.
+
+Environment: XVIF_XEN_IMAGE, XVIF_CACHE, XVIF_LOG_DIR, XVIF_XEN_HARD_TIMEOUT,
+XVIF_XEN_BOOT_TIMEOUT, XVIF_XEN_ECHO=1 (copy the serial console to stderr live),
+XVIF_QEMU (default /usr/bin/qemu-system-x86_64).
+"""
+
+import atexit
+import gzip
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+import weakref
+
+import pexpect
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+QEMU = os.environ.get("XVIF_QEMU", "/usr/bin/qemu-system-x86_64")
+CACHE = os.environ.get("XVIF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "xvif")
+
+XEN_CMDLINE = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 "
+               "loglvl=all guest_loglvl=all noreboot console_timestamps=boot")
+DOM0_CMDLINE = "console=hvc0 earlyprintk=xen rdinit=/init"
+READY = "XVIF-DOM0-READY"
+PROMPT = "dom0# "
+
+# Seen on the console when something died: stop waiting at once.
+FATAL_PATTERNS = [
+    r"Panic on CPU \d+",
+    r"Kernel panic - not syncing[^\r\n]*",
+    r"Reboot in five seconds",
+    r"FATAL TRAP[^\r\n]*",
+]
+# Xen's and guests' (port 0xe9) lines that interleave with command output.
+XEN_LINE = re.compile(r"^\s*\((XEN|d\d+)\)")
+
+
+class XenVMError(Exception):
+    pass
+
+
+def run_build_image():
+    """Path of the image dir: $XVIF_XEN_IMAGE or the output of build-image.sh."""
+    env = os.environ.get("XVIF_XEN_IMAGE")
+    if env:
+        return env
+    p = subprocess.run(["bash", os.path.join(HERE, "build-image.sh")], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise XenVMError("build-image.sh failed (rc=%d)" % p.returncode)
+    return p.stdout.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- cpio (newc)
+
+def _newc(name, mode, data=b"", ino=1, mtime=0):
+    nameb = name.encode() + b"\0"
+    nlink = 2 if stat.S_ISDIR(mode) else 1
+    fields = [ino, mode, 0, 0, nlink, mtime, len(data), 0, 0, 0, 0, len(nameb), 0]
+    hdr = b"070701" + b"".join(b"%08X" % f for f in fields)
+    out = hdr + nameb
+    out += b"\0" * (-len(out) % 4)
+    out += data
+    out += b"\0" * (-len(data) % 4)
+    return out
+
+
+def make_cpio_gz(entries):
+    """entries: list of (dest path relative to /, bytes, mode bits). Parent
+    directories are added. Returns gzip'd newc archive bytes."""
+    buf = io.BytesIO()
+    ino = 0x7000
+    dirs = set()
+    mtime = int(time.time())
+    for dest, data, mode in entries:
+        parts = dest.strip("/").split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.add(d)
+                ino += 1
+                buf.write(_newc(d, stat.S_IFDIR | 0o755, ino=ino, mtime=mtime))
+        ino += 1
+        buf.write(_newc(dest.strip("/"), stat.S_IFREG | mode, data, ino=ino, mtime=mtime))
+    buf.write(_newc("TRAILER!!!", 0, ino=0))
+    return gzip.compress(buf.getvalue(), compresslevel=6, mtime=0)
+
+
+def _guest_entries(guest_files):
+    """guest_files items: "path" (-> /guests/basename), (path, "name") or
+    (bytes content, "name"); names are relative to /guests/."""
+    entries = []
+    for item in guest_files:
+        if isinstance(item, (str, os.PathLike)):
+            src, name = os.fspath(item), os.path.basename(os.fspath(item))
+        else:
+            src, name = item
+        if isinstance(src, (bytes, bytearray)):
+            data = bytes(src)
+            mode = 0o755 if name.endswith(".sh") else 0o644
+        else:
+            src = os.fspath(src)
+            if not os.path.isfile(src):
+                raise XenVMError("guest file %s does not exist" % src)
+            with open(src, "rb") as f:
+                data = f.read()
+            mode = 0o755 if os.access(src, os.X_OK) else 0o644
+        entries.append(("guests/" + name.lstrip("/"), data, mode))
+    return entries
+
+
+# ---------------------------------------------------------------- cleanup registry
+
+_LIVE = weakref.WeakSet()
+_HANDLERS_INSTALLED = False
+
+
+def _close_all():
+    for vm in list(_LIVE):
+        try:
+            vm.close(quiet=True)
+        except Exception:
+            pass
+
+
+def _install_handlers():
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(_close_all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            prev = signal.getsignal(sig)
+        except ValueError:
+            continue
+
+        def handler(signum, frame, prev=prev):
+            _close_all()
+            if callable(prev):
+                prev(signum, frame)
+            else:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+        try:
+            signal.signal(sig, handler)
+        except ValueError:       # not in the main thread
+            pass
+
+
+class _Tee:
+    """pexpect logfile: serial log on disk, optionally copied to stderr."""
+
+    def __init__(self, path, echo):
+        self.f = open(path, "w", encoding="utf-8", errors="replace")
+        self.echo = echo
+
+    def write(self, s):
+        self.f.write(s)
+        self.f.flush()
+        if self.echo:
+            sys.stderr.write(s)
+            sys.stderr.flush()
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+# ---------------------------------------------------------------- the VM
+
+class XenVM:
+    def __init__(self, guest_files=(), image_dir=None, log_dir=None, hard_timeout=None,
+                 xen_extra="", dom0_extra="", mem="3G", smp=2, qemu=QEMU, echo=None):
+        self.image = image_dir or run_build_image()
+        for f in ("xen", "vmlinuz", "dom0.cpio.gz"):
+            if not os.path.isfile(os.path.join(self.image, f)):
+                raise XenVMError("image %s lacks %s (run tests/xen/build-image.sh)" % (self.image, f))
+        self.guest_files = list(guest_files)
+        self.hard_timeout = int(hard_timeout or os.environ.get("XVIF_XEN_HARD_TIMEOUT", 3600))
+        self.xen_cmdline = (XEN_CMDLINE + " " + xen_extra).strip()
+        self.dom0_cmdline = (DOM0_CMDLINE + " " + dom0_extra).strip()
+        self.mem, self.smp, self.qemu = mem, smp, qemu
+        self.echo = os.environ.get("XVIF_XEN_ECHO") == "1" if echo is None else echo
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_dir = log_dir or os.environ.get("XVIF_LOG_DIR") or os.path.join(
+            CACHE, "xen-runs", "%s-%d" % (stamp, os.getpid()))
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.serial_log = os.path.join(self.log_dir, "serial.log")
+        self.p = None
+        self.qemu_pid = None
+        self.timings = []          # (label, seconds)
+        self.n = 0
+        self.ready = False
+        self.t0 = None
+        self.initrd = None
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        self.boot()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None and self.p is not None:
+            self.print_diagnostics("exception: %s" % exc[1])
+        self.close()
+
+    def t(self):
+        return time.time() - self.t0
+
+    def note(self, msg):
+        line = "[xenvm %7.1fs] %s" % (self.t() if self.t0 else 0.0, msg)
+        print(line, file=sys.stderr, flush=True)
+
+    def timing(self, label, seconds):
+        self.timings.append((label, round(seconds, 2)))
+
+    def _build_initrd(self):
+        base = os.path.join(self.image, "dom0.cpio.gz")
+        self.initrd = os.path.join(self.log_dir, "dom0-run.cpio.gz")
+        entries = _guest_entries(self.guest_files)
+        with open(self.initrd, "wb") as out, open(base, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+            if entries:
+                out.write(b"\0" * (-out.tell() % 4))
+                out.write(make_cpio_gz(entries))
+        return [e[0] for e in entries]
+
+    def start(self):
+        if self.p is not None:
+            raise XenVMError("already started")
+        if not os.access(self.qemu, os.X_OK):
+            raise XenVMError("%s missing: run tests/xen/setup.sh" % self.qemu)
+        placed = self._build_initrd()
+        for path in (self.image, self.initrd):
+            if "," in path or " " in path:
+                raise XenVMError("path %r has a comma or space: QEMU's -initrd cannot take it" % path)
+        args = [
+            "--signal=TERM", "--kill-after=10", str(self.hard_timeout), self.qemu,
+            "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max",
+            "-smp", str(self.smp), "-m", self.mem,
+            "-display", "none", "-monitor", "none",
+            # signal=off: a Ctrl-C we send must reach dom0, not kill QEMU
+            "-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0",
+            "-nic", "none", "-no-reboot",
+            "-kernel", os.path.join(self.image, "xen"),
+            "-append", self.xen_cmdline,
+            "-initrd", "%s %s,%s" % (os.path.join(self.image, "vmlinuz"), self.dom0_cmdline, self.initrd),
+        ]
+        self.cmdline = "timeout " + " ".join("'%s'" % a if " " in a else a for a in args)
+        self.log = _Tee(self.serial_log, self.echo)
+        self.log.write("# %s\n" % self.cmdline)
+        self.t0 = time.time()
+        self.p = pexpect.spawn("timeout", args, encoding="utf-8", codec_errors="replace",
+                               timeout=60, maxread=65536, searchwindowsize=200000,
+                               dimensions=(50, 250), echo=False)
+        self.p.logfile_read = self.log
+        _LIVE.add(self)
+        _install_handlers()
+        self.qemu_pid = self._find_qemu_pid()
+        self.note("QEMU started (timeout pid %d, qemu pid %s), log dir %s%s" % (
+            self.p.pid, self.qemu_pid, self.log_dir,
+            "; /guests/: " + ", ".join(p[len("guests/"):] for p in placed) if placed else ""))
+
+    def _find_qemu_pid(self):
+        """PID of the QEMU that our `timeout` started (its only child)."""
+        for _ in range(50):
+            try:
+                with open("/proc/%d/task/%d/children" % (self.p.pid, self.p.pid)) as f:
+                    kids = f.read().split()
+                if kids:
+                    return int(kids[0])
+            except OSError:
+                return None
+            time.sleep(0.02)
+        return None
+
+    def boot(self, timeout=None):
+        """Start QEMU and wait for dom0's READY marker and shell."""
+        timeout = float(timeout or os.environ.get("XVIF_XEN_BOOT_TIMEOUT", 900))
+        self.start()
+        deadline = time.time() + timeout
+        milestones = [
+            ("xen_banner", r"Xen version 4\.\d+"),
+            ("dom0_kernel", r"Linux version \d"),
+            ("dom0_ready", READY + r" uptime=[0-9.]+"),
+        ]
+        pats = [re.compile(m[1]) for m in milestones] + [re.compile(p) for p in FATAL_PATTERNS]
+        seen = set()
+        try:
+            while "dom0_ready" not in seen:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise pexpect.TIMEOUT("boot")
+                i = self.p.expect(pats + [pexpect.EOF], timeout=left)
+                if i < len(milestones):
+                    label = milestones[i][0]
+                    if label not in seen:
+                        seen.add(label)
+                        self.timing("qemu_start_to_" + label, self.t())
+                        self.note("%s (%s)" % (label, self.p.after.strip()))
+                elif i < len(pats):
+                    # let the console print the rest of the oops / panic
+                    try:
+                        self.p.expect(pexpect.TIMEOUT, timeout=5)
+                    except Exception:
+                        pass
+                    raise XenVMError("fatal message on the console: %s" % self.p.after)
+                else:
+                    raise XenVMError("QEMU exited during boot (exit status %s)" % self._exit_status())
+            self.p.expect_exact(PROMPT, timeout=max(60, deadline - time.time()))
+        except (pexpect.TIMEOUT, XenVMError) as e:
+            self.print_diagnostics("boot failed: %s" % e, shell=False)
+            self.close(quiet=True)
+            if isinstance(e, pexpect.TIMEOUT):
+                raise XenVMError("dom0 not READY within %.0f s" % timeout) from None
+            raise
+        # no tty echo: busybox ash then reads plain lines (no line-editing redraws)
+        self.p.sendline("stty -echo")
+        self.ready = True
+        rc, out = self.sh("true", timeout=60, record=False)
+        self.timing("qemu_start_to_dom0_shell", self.t())
+        d = dict(self.timings)
+        self.note("dom0 READY: Xen banner %.1fs, dom0 kernel %.1fs, READY %.1fs after QEMU start" % (
+            d.get("qemu_start_to_xen_banner", -1), d.get("qemu_start_to_dom0_kernel", -1),
+            d.get("qemu_start_to_dom0_ready", -1)))
+        return self
+
+    def _exit_status(self):
+        try:
+            self.p.close(force=False)
+        except Exception:
+            pass
+        return self.p.exitstatus if self.p.exitstatus is not None else "signal %s" % self.p.signalstatus
+
+    def alive(self):
+        return self.p is not None and self.p.isalive()
+
+    # ------------------------------------------------------------ commands
+    def sh(self, cmd, timeout=300, check=False, raw=False, record=True, quiet=False):
+        """Run one shell command line in dom0. Returns (rc, output).
+
+        output has CRs removed and, unless raw=True, lines printed by Xen
+        itself ("(XEN) ...") and by guests via port 0xe9 ("(dN) ...") that
+        interleaved with the command's output are dropped. check=True raises
+        XenVMError (after printing diagnostics) when rc != 0. A command that
+        does not finish in `timeout` s raises as well (after a Ctrl-C)."""
+        if not self.ready:
+            raise XenVMError("dom0 is not ready")
+        cmd = cmd.strip()
+        if "\n" in cmd:
+            raise XenVMError("sh() takes one line; put scripts into guest_files")
+        self.n += 1
+        n = self.n
+        sep = " " if cmd.endswith("&") else "; "
+        # the quotes keep the markers in the *typed* line from matching
+        line = "echo __XV''B%d__; %s%secho __XV''E%d__ rc=$?" % (n, cmd, sep, n)
+        start = time.time()
+        self.p.sendline(line)
+        try:
+            self.p.expect(r"__XVB%d__\r*\n" % n, timeout=timeout)
+            self.p.expect(r"__XVE%d__ rc=(\d+)" % n, timeout=max(1, timeout - (time.time() - start)))
+        except pexpect.TIMEOUT:
+            dt = time.time() - start
+            self.timing("cmd timeout: " + cmd[:80], dt)
+            self.note("TIMEOUT after %.0fs: %s" % (dt, cmd))
+            self.p.send("\x03")      # Ctrl-C to the foreground command
+            self._resync()
+            self.print_diagnostics("command timed out: %s" % cmd)
+            raise XenVMError("command timed out after %.0f s: %s" % (dt, cmd)) from None
+        except pexpect.EOF:
+            self.ready = False
+            self.print_diagnostics("QEMU exited during: %s" % cmd, shell=False)
+            raise XenVMError("QEMU exited during: %s" % cmd) from None
+        rc = int(self.p.match.group(1))
+        out = self.p.before.replace("\r", "")
+        if not raw:
+            out = "\n".join(l for l in out.split("\n") if not XEN_LINE.match(l))
+        dt = time.time() - start
+        if record:
+            self.timing(cmd[:120], dt)
+        if not quiet:
+            self.note("rc=%d %.1fs: %s" % (rc, dt, cmd[:160]))
+        if check and rc != 0:
+            sys.stderr.write(out[-4000:] + "\n")
+            self.print_diagnostics("rc=%d from: %s" % (rc, cmd))
+            raise XenVMError("rc=%d from: %s\n%s" % (rc, cmd, out[-2000:]))
+        return rc, out
+
+    def _resync(self, tries=3):
+        for _ in range(tries):
+            try:
+                self.n += 1
+                self.p.sendline("echo __XV''S%d__" % self.n)
+                self.p.expect("__XVS%d__" % self.n, timeout=20)
+                return True
+            except pexpect.TIMEOUT:
+                self.p.send("\x03")
+            except pexpect.EOF:
+                self.ready = False
+                return False
+        self.ready = False
+        return False
+
+    def wait_for(self, cmd, pattern, timeout=120, interval=1.0):
+        """Repeat `cmd` until its output matches regex `pattern`; returns the
+        match or raises XenVMError (with diagnostics)."""
+        deadline = time.time() + timeout
+        start = time.time()
+        rx = re.compile(pattern, re.M)
+        while True:
+            rc, out = self.sh(cmd, timeout=max(10, deadline - time.time()), record=False, quiet=True)
+            m = rx.search(out)
+            if m:
+                self.timing("wait_for %r" % pattern, time.time() - start)
+                self.note("%r seen after %.1fs" % (pattern, time.time() - start))
+                return m
+            if time.time() > deadline:
+                sys.stderr.write("last output of %s:\n%s\n" % (cmd, out[-3000:]))
+                self.print_diagnostics("%r not seen in %s within %.0f s" % (pattern, cmd, timeout))
+                raise XenVMError("%r not seen within %.0f s in: %s" % (pattern, timeout, cmd))
+            time.sleep(interval)
+
+    def write_file(self, path, data):
+        """Write a (small) file inside dom0 through the console (base64)."""
+        import base64
+        if isinstance(data, str):
+            data = data.encode()
+        b64 = base64.b64encode(data).decode()
+        self.sh(": > %s.b64" % path, record=False, quiet=True, check=True)
+        for i in range(0, len(b64), 600):
+            self.sh("echo %s >> %s.b64" % (b64[i:i + 600], path), record=False, quiet=True, check=True)
+        self.sh("base64 -d %s.b64 > %s && rm %s.b64" % (path, path, path), record=False, quiet=True,
+                check=True)
+
+    # ------------------------------------------------------------ diagnostics
+    def serial_tail(self, lines=150):
+        try:
+            with open(self.serial_log, encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-lines:]).replace("\r", "")
+        except OSError:
+            return "(no serial log)"
+
+    def diagnostics(self, lines=80, shell=True):
+        """Text with the tails of: xl list, xl dmesg (Xen + guests' port 0xe9),
+        every guest console log, xl logs, and the serial console."""
+        parts = []
+        if shell and self.ready and self.alive():
+            script = (
+                "echo '----- xl list'; xl list 2>&1; "
+                "echo '----- xl dmesg (tail)'; xl dmesg 2>&1 | tail -n %d; "
+                "for f in /var/log/xen/console/*.log /var/log/xen/xl-*.log; do "
+                "[ -f \"$f\" ] || continue; echo \"----- $f (tail)\"; tail -n %d \"$f\"; done"
+            ) % (lines, lines)
+            try:
+                rc, out = self.sh(script, timeout=60, raw=True, record=False, quiet=True)
+                parts.append(out.strip("\n"))
+            except XenVMError as e:
+                parts.append("(dom0 shell did not answer: %s)" % e)
+        parts.append("----- serial console: Xen + dom0 (tail of %s)\n%s" % (
+            self.serial_log, self.serial_tail(lines * 2)))
+        return "\n".join(parts)
+
+    def print_diagnostics(self, why="", shell=True):
+        if getattr(self, "_in_diag", False):
+            return
+        self._in_diag = True
+        try:
+            text = self.diagnostics(shell=shell)
+            sys.stderr.write("\n===== xenvm diagnostics%s =====\n%s\n===== end of diagnostics =====\n" % (
+                (": " + why) if why else "", text))
+            sys.stderr.flush()
+        finally:
+            self._in_diag = False
+
+    # ------------------------------------------------------------ teardown
+    def close(self, quiet=False):
+        if self.p is None:
+            return
+        p, self.p = self.p, None
+        self.ready = False
+        _LIVE.discard(self)
+        # kill only the QEMU we started (by PID), then our `timeout` process
+        for pid in (self.qemu_pid, p.pid):
+            if pid and self._is_ours(pid, p.pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for _ in range(50):
+            if not p.isalive():
+                break
+            time.sleep(0.1)
+        if p.isalive():
+            for pid in (self.qemu_pid, p.pid):
+                if pid and self._is_ours(pid, p.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        try:
+            p.close(force=True)
+        except Exception:
+            pass
+        try:
+            self.log.close()
+        except Exception:
+            pass
+        if self.initrd and os.path.exists(self.initrd):
+            os.unlink(self.initrd)
+        if self.t0:
+            self.timing("total_qemu_lifetime", self.t())
+        try:
+            with open(os.path.join(self.log_dir, "timings.json"), "w") as f:
+                json.dump(self.timings, f, indent=1)
+        except OSError:
+            pass
+        if not quiet:
+            self.note("QEMU stopped; timings:\n" + "\n".join(
+                "    %8.1fs  %s" % (s, l) for l, s in self.timings))
+
+    @staticmethod
+    def _is_ours(pid, timeout_pid):
+        """pid is our timeout process or its direct child (guards PID reuse)."""
+        if pid == timeout_pid:
+            return True
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            return ppid == timeout_pid
+        except (OSError, ValueError, IndexError):
+            return False
+
+
+def repo_file(*parts):
+    return os.path.join(REPO, *parts)
+
+
+if __name__ == "__main__":
+    # Manual use: python3 tests/xen/xenvm.py [guest files...]  -> boots, runs xl info,
+    # then an interactive dom0 shell (Ctrl-] to quit).
+    vm = XenVM(guest_files=sys.argv[1:], echo=False)
+    vm.boot()
+    rc, out = vm.sh("xl info")
+    print(out)
+    if sys.stdin.isatty():
+        print("interactive dom0 shell; Ctrl-] quits", file=sys.stderr)
+        vm.p.logfile_read = None
+        vm.p.sendline("stty echo")
+        vm.p.interact()
+    vm.close()
