@@ -29,6 +29,8 @@ pub enum SelfTest {
     StackOverflow,
     /// A Rust panic.
     Panic,
+    /// Grant-table checks against the real hypervisor (Xen only).
+    Xen,
 }
 
 /// IPv4 address with prefix length.
@@ -146,8 +148,9 @@ pub fn parse(cmdline: &str) -> (Config, Vec<ConfigIssue>) {
                 "fault" => cfg.selftest = Some(SelfTest::Fault),
                 "stack" => cfg.selftest = Some(SelfTest::StackOverflow),
                 "panic" => cfg.selftest = Some(SelfTest::Panic),
+                "xen" => cfg.selftest = Some(SelfTest::Xen),
                 "none" => cfg.selftest = None,
-                _ => issues.push(bad("fault|stack|panic|none")),
+                _ => issues.push(bad("fault|stack|panic|xen|none")),
             },
             "ip" => match value {
                 "dhcp" => cfg.ip = Some(IpConfig::Dhcp),

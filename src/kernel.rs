@@ -131,6 +131,36 @@ pub fn run(p: platform::Platform) -> ! {
         }
     }
     poller.add(Box::new(ConsoleTask { line: String::new() }));
+    let mut on_xen: Option<u16> = None;
+    match &p.xen {
+        None => {}
+        Some(Err(e)) => warn!("xen: platform init failed: {e}"),
+        Some(Ok(info)) => {
+            let pv_console = platform::xen::attach_console(info);
+            info!(
+                "xen: Xen {}.{}, upcall vector {:#x}, {} grant entries, PV console {}",
+                info.version.0,
+                info.version.1,
+                info.vector,
+                info.grant_entries,
+                if pv_console { "attached" } else { "absent" }
+            );
+            cpu::enable_interrupts();
+            match crate::xenhost::XenHost::start(info) {
+                Ok(host) => {
+                    info!(
+                        "xen: domid {} name '{}', xenstore ready {} ms after entry",
+                        host.domid,
+                        host.name,
+                        time::now_ns() / 1_000_000
+                    );
+                    on_xen = Some(host.domid);
+                    poller.add(Box::new(host));
+                }
+                Err(e) => warn!("xen: xenstore unavailable: {e}"),
+            }
+        }
+    }
     cpu::enable_interrupts();
 
     match cfg.selftest {
@@ -147,6 +177,11 @@ pub fn run(p: platform::Platform) -> ! {
             exit::poweroff(exit::Status::Failure);
         }
         Some(SelfTest::Panic) => panic!("selftest: requested panic"),
+        Some(SelfTest::Xen) => match on_xen.map(crate::xenhost::grant_selftest) {
+            Some(Ok(summary)) => info!("selftest xen: {summary}"),
+            Some(Err(e)) => error!("selftest xen: FAILED: {e}"),
+            None => error!("selftest xen: FAILED: not running on Xen"),
+        },
         None => {}
     }
 
@@ -169,6 +204,6 @@ pub fn run(p: platform::Platform) -> ! {
         }
         let deadline = poller.next_deadline(now).unwrap_or(now + 1_000_000_000);
         platform::apic::arm_oneshot(deadline.saturating_sub(time::now_ns()).max(1000));
-        cpu::enable_interrupts_and_halt();
+        idt::sleep_until_interrupt();
     }
 }

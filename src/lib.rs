@@ -15,8 +15,14 @@ pub mod crash;
 pub mod hal;
 pub mod memory;
 pub mod timer;
+pub mod xen;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 
 #[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod platform;
+#[cfg(target_os = "none")]
+pub mod xenhost;

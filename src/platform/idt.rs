@@ -72,6 +72,8 @@ static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 static NEXT_VECTOR: AtomicUsize = AtomicUsize::new(FIRST_IRQ_VECTOR as usize);
 static IRQ_COUNT: AtomicU64 = AtomicU64::new(0);
 static IN_CRASH: AtomicBool = AtomicBool::new(false);
+/// Set by every device interrupt; the idle path sleeps only while it is clear.
+static WAKE: AtomicBool = AtomicBool::new(false);
 
 /// Installs the IDT.
 pub fn init() {
@@ -117,6 +119,18 @@ pub fn set_handler(vector: u8, handler: fn()) {
     }
 }
 
+/// Halts until an interrupt, unless one arrived since the last call (no lost
+/// wake-ups: the flag is checked with interrupts off, then `sti; hlt`).
+pub fn sleep_until_interrupt() {
+    cpu::disable_interrupts();
+    if WAKE.swap(false, Ordering::AcqRel) {
+        cpu::enable_interrupts();
+    } else {
+        cpu::enable_interrupts_and_halt();
+        WAKE.store(false, Ordering::Release);
+    }
+}
+
 /// Device interrupts taken since boot.
 pub fn irq_count() -> u64 {
     IRQ_COUNT.load(Ordering::Relaxed)
@@ -132,6 +146,7 @@ extern "C" fn xvif_trap_dispatch(frame: &mut TrapFrame) {
         return;
     }
     IRQ_COUNT.fetch_add(1, Ordering::Relaxed);
+    WAKE.store(true, Ordering::Release);
     let h = HANDLERS.get(vector as usize).map_or(0, |h| h.load(Ordering::Acquire));
     if h != 0 {
         // SAFETY: non-zero entries are only stored from `fn()` values in

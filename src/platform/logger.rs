@@ -13,6 +13,10 @@ static LOGGER: Logger = Logger;
 static LOCK: Mutex<()> = Mutex::new(());
 static QUIET: AtomicBool = AtomicBool::new(false);
 static EXTRA: spin::Once<fn(&[u8])> = spin::Once::new();
+/// Everything logged before a second sink exists, replayed into it when it
+/// attaches (so `xl console` shows the whole boot).
+const EARLY_SIZE: usize = 8192;
+static EARLY: Mutex<([u8; EARLY_SIZE], usize)> = Mutex::new(([0; EARLY_SIZE], 0));
 
 struct Line;
 
@@ -21,8 +25,18 @@ impl Write for Line {
         if !QUIET.load(Ordering::Relaxed) {
             serial::write_bytes(s.as_bytes());
         }
-        if let Some(f) = EXTRA.get() {
-            f(s.as_bytes());
+        match EXTRA.get() {
+            Some(f) => f(s.as_bytes()),
+            None => {
+                if let Some(mut g) = EARLY.try_lock() {
+                    let (buf, len) = &mut *g;
+                    let n = s.len().min(EARLY_SIZE - *len);
+                    if let (Some(dst), Some(src)) = (buf.get_mut(*len..*len + n), s.as_bytes().get(..n)) {
+                        dst.copy_from_slice(src);
+                        *len += n;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -59,7 +73,12 @@ pub fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
 }
 
-/// Adds a second sink for log lines.
+/// Adds a second sink for log lines and replays the early log into it.
 pub fn set_extra_sink(f: fn(&[u8])) {
+    let _guard = LOCK.lock();
+    {
+        let g = EARLY.lock();
+        f(g.0.get(..g.1).unwrap_or(&[]));
+    }
     EXTRA.call_once(|| f);
 }

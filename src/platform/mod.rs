@@ -14,6 +14,7 @@ pub mod phys;
 pub mod pvh;
 pub mod serial;
 pub mod time;
+pub mod xen;
 
 use crate::acpi::{self, AcpiInfo};
 use crate::bootinfo::BootInfo;
@@ -52,6 +53,8 @@ pub struct Platform {
     pub tsc_source: time::TscSource,
     /// Number of I/O APICs set up.
     pub ioapics: usize,
+    /// Xen, when running on it: what came up, or why not.
+    pub xen: Option<Result<xen::XenInfo, crate::xen::XenError>>,
     /// Early problems to log once the logger is configured.
     pub warnings: alloc::vec::Vec<alloc::string::String>,
 }
@@ -99,11 +102,14 @@ pub fn init(start_info: u64) -> Platform {
     if boot.cmdline_truncated {
         warnings.push(alloc::format!("command line truncated to {} bytes", crate::bootinfo::MAX_CMDLINE));
     }
+    let xen_base = xen::detect();
     let holes = [stack_guard(), core::ptr::addr_of!(__ist_guard) as u64];
-    if let Err(e) = paging::init(boot.ram_end(), &holes) {
+    // Under Xen, 1 GiB of guest-physical space above RAM receives mapped grants.
+    let foreign = if xen_base.is_some() { 1 << 30 } else { 0 };
+    if let Err(e) = paging::init(boot.ram_end(), &holes, foreign) {
         fatal(format_args!("page tables: {e:?}"));
     }
-    let tsc_source = time::calibrate(None);
+    let tsc_source = time::calibrate(xen_base.and_then(xen::tsc_khz));
 
     let acpi = match acpi::discover(&phys::Firmware, boot.rsdp_paddr) {
         Ok(a) => Some(a),
@@ -125,7 +131,8 @@ pub fn init(start_info: u64) -> Platform {
             exit::set_acpi_s5(port, slp);
         }
     }
-    Platform { boot, heap_bytes: plan.heap.end - plan.heap.start, acpi, tsc_source, ioapics, warnings }
+    let xen = xen_base.map(xen::init);
+    Platform { boot, heap_bytes: plan.heap.end - plan.heap.start, acpi, tsc_source, ioapics, xen, warnings }
 }
 
 /// Reads the unmapped stack guard page: the page-fault self test.

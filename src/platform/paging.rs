@@ -25,6 +25,8 @@ const MMIO_SIZE: u64 = 1 << 39;
 const MAX_PHYS: u64 = 1 << 52;
 
 static ROOT: AtomicU64 = AtomicU64::new(0);
+static FOREIGN_BASE: AtomicU64 = AtomicU64::new(0);
+static FOREIGN_LEN: AtomicU64 = AtomicU64::new(0);
 static MMIO_NEXT: Mutex<u64> = Mutex::new(MMIO_BASE);
 
 /// Paging errors.
@@ -82,10 +84,14 @@ fn idx(va: u64, level: u32) -> u64 {
 /// Builds the kernel's page tables and switches to them.
 ///
 /// `holes` are 4 KiB pages left unmapped (stack guards); page 0 is always a hole.
-pub fn init(ram_end: u64, holes: &[u64]) -> Result<(), MapError> {
-    let limit =
+/// `foreign` bytes of guest-physical space above everything else are mapped
+/// too but are not RAM: under Xen, peers' granted pages are mapped there.
+pub fn init(ram_end: u64, holes: &[u64], foreign: u64) -> Result<(), MapError> {
+    let ram_limit =
         ram_end.max(0x1_0000_0000).checked_add((1 << 30) - 1).ok_or(MapError::BadRange { paddr: 0, len: ram_end })?
             & !((1 << 30) - 1);
+    let foreign = foreign.next_multiple_of(1 << 21);
+    let limit = ram_limit + foreign;
     if limit > MMIO_BASE {
         return Err(MapError::BadRange { paddr: 0, len: ram_end });
     }
@@ -115,7 +121,15 @@ pub fn init(ram_end: u64, holes: &[u64]) -> Result<(), MapError> {
     cpu::write_cr4(1 << 5);
     cpu::write_cr3(pml4);
     phys::set_identity_limit(limit);
+    FOREIGN_BASE.store(ram_limit, Ordering::Relaxed);
+    FOREIGN_LEN.store(foreign, Ordering::Relaxed);
     Ok(())
+}
+
+/// Guest-physical range reserved for mapping other domains' grants.
+pub fn foreign_window() -> core::ops::Range<u64> {
+    let b = FOREIGN_BASE.load(Ordering::Relaxed);
+    b..b + FOREIGN_LEN.load(Ordering::Relaxed)
 }
 
 /// Maps `len` bytes of MMIO at physical `paddr` uncached and non-executable;

@@ -28,7 +28,7 @@
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
-CACHE=${XVIF_CACHE:-$HOME/.cache/xvif}
+CACHE=${XVIF_CACHE:-${HOME:-/root}/.cache/xvif}
 IMGROOT=$CACHE/xen-image
 XENV=4.17                 # bookworm's Xen; package names embed it
 KEEP_IMAGES=3             # older keys are pruned after a fresh build
@@ -277,7 +277,13 @@ if [ -f /guests/autorun.sh ]; then
   sh /guests/autorun.sh; echo "dom0-init: autorun.sh exited rc=$?"
 fi
 export PS1='dom0# '
-exec setsid cttyhack sh
+# The shell must NOT be PID 1: orphans (e.g. xl's per-domain monitor process)
+# are reparented to PID 1, and a shell that exits (EOF, EINTR) as PID 1 panics
+# dom0. This loop reaps orphans and respawns the shell if it ever exits.
+while :; do
+  setsid cttyhack sh
+  echo "dom0-init: console shell exited (rc=$?), starting a new one"
+done
 EOF
 chmod +x "$R/init"
 mkcpio "$R" "$WORK/out/dom0.cpio.gz"

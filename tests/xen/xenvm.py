@@ -59,9 +59,23 @@ FATAL_PATTERNS = [
     r"Kernel panic - not syncing[^\r\n]*",
     r"Reboot in five seconds",
     r"FATAL TRAP[^\r\n]*",
+    r"Hardware Dom0 crashed[^\r\n]*",
 ]
 # Xen's and guests' (port 0xe9) lines that interleave with command output.
 XEN_LINE = re.compile(r"^\s*\((XEN|d\d+)\)")
+
+
+MAX_TYPED = 700          # longer commands go through a file (ash's 1024-char line limit)
+KEEP_RUNS = 20           # default log dirs kept under $XVIF_CACHE/xen-runs
+
+
+def _prune_runs(runs, keep):
+    try:
+        dirs = sorted((os.path.join(runs, d) for d in os.listdir(runs)), key=os.path.getmtime)
+    except OSError:
+        return
+    for d in dirs[:max(0, len(dirs) - keep + 1)]:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class XenVMError(Exception):
@@ -214,8 +228,11 @@ class XenVM:
         self.mem, self.smp, self.qemu = mem, smp, qemu
         self.echo = os.environ.get("XVIF_XEN_ECHO") == "1" if echo is None else echo
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_dir = log_dir or os.environ.get("XVIF_LOG_DIR") or os.path.join(
-            CACHE, "xen-runs", "%s-%d" % (stamp, os.getpid()))
+        self.log_dir = log_dir or os.environ.get("XVIF_LOG_DIR")
+        if not self.log_dir:
+            runs = os.path.join(CACHE, "xen-runs")
+            self.log_dir = os.path.join(runs, "%s-%d-%d" % (stamp, os.getpid(), id(self) % 10000))
+            _prune_runs(runs, keep=KEEP_RUNS)
         os.makedirs(self.log_dir, exist_ok=True)
         self.serial_log = os.path.join(self.log_dir, "serial.log")
         self.p = None
@@ -225,6 +242,7 @@ class XenVM:
         self.ready = False
         self.t0 = None
         self.initrd = None
+        self.auto_diagnostics = True   # print diagnostics on failures
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -341,17 +359,19 @@ class XenVM:
                     raise XenVMError("QEMU exited during boot (exit status %s)" % self._exit_status())
             self.p.expect_exact(PROMPT, timeout=max(60, deadline - time.time()))
         except (pexpect.TIMEOUT, XenVMError) as e:
-            self.print_diagnostics("boot failed: %s" % e, shell=False)
+            self.print_diagnostics("boot failed: %s" % e, shell=False, force=True)
             self.close(quiet=True)
             if isinstance(e, pexpect.TIMEOUT):
                 raise XenVMError("dom0 not READY within %.0f s" % timeout) from None
             raise
-        # no tty echo: busybox ash then reads plain lines (no line-editing redraws)
-        self.p.sendline("stty -echo")
+        # Keep the tty echo on: with `stty -echo` busybox ash reads with plain
+        # fgets(), and a SIGCHLD during that read ends the shell.
         self.ready = True
         rc, out = self.sh("true", timeout=60, record=False)
         self.timing("qemu_start_to_dom0_shell", self.t())
         d = dict(self.timings)
+        self.timing("xen_banner_to_dom0_ready",
+                    d["qemu_start_to_dom0_ready"] - d.get("qemu_start_to_xen_banner", 0))
         self.note("dom0 READY: Xen banner %.1fs, dom0 kernel %.1fs, READY %.1fs after QEMU start" % (
             d.get("qemu_start_to_xen_banner", -1), d.get("qemu_start_to_dom0_kernel", -1),
             d.get("qemu_start_to_dom0_ready", -1)))
@@ -362,6 +382,8 @@ class XenVM:
             self.p.close(force=False)
         except Exception:
             pass
+        if self.p.exitstatus == 124:
+            return "124: hard timeout of %d s reached" % self.hard_timeout
         return self.p.exitstatus if self.p.exitstatus is not None else "signal %s" % self.p.signalstatus
 
     def alive(self):
@@ -369,7 +391,10 @@ class XenVM:
 
     # ------------------------------------------------------------ commands
     def sh(self, cmd, timeout=300, check=False, raw=False, record=True, quiet=False):
-        """Run one shell command line in dom0. Returns (rc, output).
+        """Run a shell command in dom0's console shell. Returns (rc, output).
+
+        Commands longer than MAX_TYPED characters or with several lines are
+        written to a file in dom0 first and sourced (same shell, same effect).
 
         output has CRs removed and, unless raw=True, lines printed by Xen
         itself ("(XEN) ...") and by guests via port 0xe9 ("(dN) ...") that
@@ -379,18 +404,32 @@ class XenVM:
         if not self.ready:
             raise XenVMError("dom0 is not ready")
         cmd = cmd.strip()
-        if "\n" in cmd:
-            raise XenVMError("sh() takes one line; put scripts into guest_files")
-        self.n += 1
-        n = self.n
-        sep = " " if cmd.endswith("&") else "; "
-        # the quotes keep the markers in the *typed* line from matching
-        line = "echo __XV''B%d__; %s%secho __XV''E%d__ rc=$?" % (n, cmd, sep, n)
         start = time.time()
+        if "\n" in cmd or len(cmd) > MAX_TYPED:
+            # busybox ash's line editor takes at most 1024 characters a line
+            # (longer input is silently lost): ship the command as a file
+            # (base64 in short lines) and source it in the console shell.
+            self.n += 1
+            path = "/tmp/.xvcmd%d" % self.n
+            self.write_file(path, cmd + "\n")
+            self.n += 1
+            n = self.n
+            line = "echo __XV''B%d__; . %s; __xvrc=$?; rm -f %s; echo __XV''E%d__ rc=$__xvrc" % (
+                n, path, path, n)
+        else:
+            self.n += 1
+            n = self.n
+            sep = " " if cmd.endswith("&") else "; "
+            # the quotes keep the markers in the *typed* line from matching
+            line = "echo __XV''B%d__; %s%secho __XV''E%d__ rc=$?" % (n, cmd, sep, n)
         self.p.sendline(line)
         try:
-            self.p.expect(r"__XVB%d__\r*\n" % n, timeout=timeout)
-            self.p.expect(r"__XVE%d__ rc=(\d+)" % n, timeout=max(1, timeout - (time.time() - start)))
+            self._expect(r"__XVB%d__\r*\n" % n, timeout)
+            self._expect(r"__XVE%d__ rc=(\d+)" % n, max(1, timeout - (time.time() - start)))
+        except XenVMError as e:
+            self.ready = False
+            self.print_diagnostics("%s during: %s" % (e, cmd), shell=False)
+            raise XenVMError("%s during: %s" % (e, cmd)) from None
         except pexpect.TIMEOUT:
             dt = time.time() - start
             self.timing("cmd timeout: " + cmd[:80], dt)
@@ -418,6 +457,19 @@ class XenVM:
             raise XenVMError("rc=%d from: %s\n%s" % (rc, cmd, out[-2000:]))
         return rc, out
 
+    def _expect(self, pattern, timeout):
+        """expect `pattern`, but fail at once on a panic / crash message."""
+        pats = [re.compile(pattern)] + [re.compile(p) for p in FATAL_PATTERNS]
+        i = self.p.expect(pats, timeout=timeout)
+        if i > 0:
+            what = self.p.after
+            try:    # let the rest of the oops reach the log
+                self.p.expect(pexpect.TIMEOUT, timeout=5)
+            except pexpect.EOF:
+                pass
+            raise XenVMError("fatal message on the console: %s" % what.strip())
+        return i
+
     def _resync(self, tries=3):
         for _ in range(tries):
             try:
@@ -434,13 +486,15 @@ class XenVM:
         return False
 
     def wait_for(self, cmd, pattern, timeout=120, interval=1.0):
-        """Repeat `cmd` until its output matches regex `pattern`; returns the
-        match or raises XenVMError (with diagnostics)."""
+        """Repeat `cmd` until its output (raw: "(XEN)"/"(dN)" lines kept)
+        matches regex `pattern` (re.M); returns the match or raises
+        XenVMError (with diagnostics)."""
         deadline = time.time() + timeout
         start = time.time()
         rx = re.compile(pattern, re.M)
         while True:
-            rc, out = self.sh(cmd, timeout=max(10, deadline - time.time()), record=False, quiet=True)
+            rc, out = self.sh(cmd, timeout=max(10, deadline - time.time()), raw=True, record=False,
+                              quiet=True)
             m = rx.search(out)
             if m:
                 self.timing("wait_for %r" % pattern, time.time() - start)
@@ -459,41 +513,47 @@ class XenVM:
             data = data.encode()
         b64 = base64.b64encode(data).decode()
         self.sh(": > %s.b64" % path, record=False, quiet=True, check=True)
-        for i in range(0, len(b64), 600):
-            self.sh("echo %s >> %s.b64" % (b64[i:i + 600], path), record=False, quiet=True, check=True)
+        for i in range(0, len(b64), 512):
+            self.sh("echo %s >> %s.b64" % (b64[i:i + 512], path), record=False, quiet=True, check=True)
         self.sh("base64 -d %s.b64 > %s && rm %s.b64" % (path, path, path), record=False, quiet=True,
                 check=True)
 
     # ------------------------------------------------------------ diagnostics
     def serial_tail(self, lines=150):
         try:
-            with open(self.serial_log, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-lines:]).replace("\r", "")
+            # newline="": keep "\r\r\n" from turning into blank lines
+            with open(self.serial_log, encoding="utf-8", errors="replace", newline="") as f:
+                text = f.read().replace("\r", "")
+            return "\n".join(text.split("\n")[-lines:])
         except OSError:
             return "(no serial log)"
 
-    def diagnostics(self, lines=80, shell=True):
-        """Text with the tails of: xl list, xl dmesg (Xen + guests' port 0xe9),
-        every guest console log, xl logs, and the serial console."""
-        parts = []
+    def diagnostics(self, lines=60, shell=True):
+        """Text with: the serial console tail (Xen + dom0, taken first so it
+        does not show the commands below), then from dom0: xl list, the
+        guests' port-0xe9 lines and Xen's latest lines from `xl dmesg`, every
+        guest console log under /var/log/xen/console/, the xl logs."""
+        parts = ["----- serial console: Xen + dom0 (tail of %s)\n%s" % (
+            self.serial_log, self.serial_tail(lines * 2))]
         if shell and self.ready and self.alive():
             script = (
                 "echo '----- xl list'; xl list 2>&1; "
-                "echo '----- xl dmesg (tail)'; xl dmesg 2>&1 | tail -n %d; "
+                "echo '----- xl dmesg: guest lines (port 0xe9)'; xl dmesg 2>&1 | grep -a '^(d[0-9]' | tail -n %d; "
+                "echo '----- xl dmesg: last Xen lines'; xl dmesg 2>&1 | grep -av '^(d[0-9]' | tail -n %d; "
                 "for f in /var/log/xen/console/*.log /var/log/xen/xl-*.log; do "
                 "[ -f \"$f\" ] || continue; echo \"----- $f (tail)\"; tail -n %d \"$f\"; done"
-            ) % (lines, lines)
+            ) % (lines, lines // 2, lines)
             try:
                 rc, out = self.sh(script, timeout=60, raw=True, record=False, quiet=True)
                 parts.append(out.strip("\n"))
             except XenVMError as e:
                 parts.append("(dom0 shell did not answer: %s)" % e)
-        parts.append("----- serial console: Xen + dom0 (tail of %s)\n%s" % (
-            self.serial_log, self.serial_tail(lines * 2)))
         return "\n".join(parts)
 
-    def print_diagnostics(self, why="", shell=True):
-        if getattr(self, "_in_diag", False):
+    def print_diagnostics(self, why="", shell=True, force=False):
+        """Print diagnostics() to stderr, unless auto_diagnostics is off (the
+        pytest conftest attaches them to the failure report instead)."""
+        if getattr(self, "_in_diag", False) or not (self.auto_diagnostics or force):
             return
         self._in_diag = True
         try:

@@ -1,0 +1,580 @@
+//! Xen platform layer: detection, hypercall page, shared_info, event-channel
+//! upcall, HVM params, grant-table frames and hypercalls, shared ring pages.
+
+use super::{cpu, frames, idt, time};
+use crate::hal::{GrantOps, SharedMem};
+use crate::xen::abi::{self, hcall, shared_info as si};
+use crate::xen::evtchn::{self, RateLimiter};
+use crate::xen::{DomId, EvtchnPort, XenError};
+use core::arch::asm;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use spin::Mutex;
+
+static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
+static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+static EVENTS_PENDING: AtomicBool = AtomicBool::new(false);
+/// Ports that fired and were not yet consumed (2-level: 4096 ports).
+static FIRED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+static LIMITER: Mutex<Option<RateLimiter>> = Mutex::new(None);
+
+/// What `init` found.
+#[derive(Debug, Clone, Copy)]
+pub struct XenInfo {
+    /// Xen version (major, minor).
+    pub version: (u32, u32),
+    /// CPUID base leaf.
+    pub cpuid_base: u32,
+    /// Our domain id, when CPUID reports it.
+    pub domid: Option<u16>,
+    /// xenstore ring page (guest frame) and event channel.
+    pub store: (u64, EvtchnPort),
+    /// PV console page and event channel, when the toolstack gave one.
+    pub console: Option<(u64, EvtchnPort)>,
+    /// Upcall vector.
+    pub vector: u8,
+    /// Grant-table entries mapped.
+    pub grant_entries: u32,
+}
+
+/// Finds Xen's CPUID leaves ("XenVMMXenVMM").
+pub fn detect() -> Option<u32> {
+    if !cpu::hypervisor_present() {
+        return None;
+    }
+    (0x4000_0000u32..0x4001_0000).step_by(0x100).find(|&base| {
+        let r = cpu::cpuid(base, 0);
+        r.ebx == 0x566e_6558 && r.ecx == 0x6558_4d4d && r.edx == 0x4d4d_566e && r.eax >= base + 2
+    })
+}
+
+/// The guest TSC frequency Xen reports (leaf base+3, sub-leaf 0, ECX).
+pub fn tsc_khz(base: u32) -> Option<u64> {
+    if cpu::cpuid(base, 0).eax < base + 3 {
+        return None;
+    }
+    let khz = cpu::cpuid(base + 3, 0).ecx;
+    (khz != 0).then_some(u64::from(khz))
+}
+
+/// Issues hypercall `nr` through the hypercall page.
+fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let page = HYPERCALL_PAGE.load(Ordering::Acquire);
+    if page == 0 || nr >= 128 {
+        return -38; // ENOSYS
+    }
+    let entry = page + u64::from(nr) * 32;
+    let ret: i64;
+    // SAFETY: `entry` is inside the hypercall page Xen filled for us (the MSR
+    // write in `init` succeeded before HYPERCALL_PAGE was set), each 32-byte
+    // slot is a hypercall stub that returns with `ret`. Pointer arguments
+    // point at live, identity-mapped structures owned by the caller for the
+    // duration of the call. Xen may clobber argument registers (debug builds
+    // do on purpose), so all of them are declared clobbered.
+    unsafe {
+        asm!(
+            "call {entry}",
+            entry = in(reg) entry,
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            lateout("rax") ret,
+            lateout("r10") _,
+            lateout("r8") _,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+fn hcall_ptr<T>(nr: u32, cmd: u64, arg: &mut T) -> Result<u64, XenError> {
+    XenError::check(hypercall(nr, cmd, arg as *mut T as u64, 0))
+}
+
+fn hvm_get_param(index: u32) -> Result<u64, XenError> {
+    let mut p = abi::HvmParam { domid: DomId::SELF.0, pad: 0, index, value: 0 };
+    hcall_ptr(hcall::HVM_OP, abi::HVMOP_GET_PARAM, &mut p)?;
+    Ok(p.value)
+}
+
+fn hvm_set_param(index: u32, value: u64) -> Result<(), XenError> {
+    let mut p = abi::HvmParam { domid: DomId::SELF.0, pad: 0, index, value };
+    hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_PARAM, &mut p).map(|_| ())
+}
+
+fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
+    let mut a = abi::AddToPhysmap { domid: DomId::SELF.0, size: 0, space, idx, gpfn };
+    hcall_ptr(hcall::MEMORY_OP, abi::XENMEM_ADD_TO_PHYSMAP, &mut a).map(|_| ())
+}
+
+fn shared_info() -> u64 {
+    SHARED_INFO.load(Ordering::Acquire)
+}
+
+fn si_u64(off: usize) -> Option<&'static AtomicU64> {
+    let base = shared_info();
+    if base == 0 || !off.is_multiple_of(8) || off + 8 > 4096 {
+        return None;
+    }
+    // SAFETY: `base` is the shared_info frame Xen mapped into our physmap in
+    // `init`; it is identity-mapped, page-aligned and lives forever, `off` is
+    // 8-aligned and inside the page (checked above). Xen updates these words
+    // with atomic operations too, so an atomic view is the right one.
+    Some(unsafe { AtomicU64::from_ptr((base as usize + off) as *mut u64) })
+}
+
+fn si_u8(off: usize) -> Option<&'static AtomicU8> {
+    let base = shared_info();
+    if base == 0 || off >= 4096 {
+        return None;
+    }
+    // SAFETY: as in `si_u64`; bytes need no alignment.
+    Some(unsafe { AtomicU8::from_ptr((base as usize + off) as *mut u8) })
+}
+
+fn xen_upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    if let Some(p) = si_u8(si::UPCALL_PENDING) {
+        p.store(0, Ordering::SeqCst);
+    }
+    EVENTS_PENDING.store(true, Ordering::Release);
+}
+
+/// Upcalls taken since boot.
+pub fn upcalls() -> u64 {
+    UPCALLS.load(Ordering::Relaxed)
+}
+
+/// Brings up the Xen interfaces.
+pub fn init(base: u32) -> Result<XenInfo, XenError> {
+    let leaf2 = cpu::cpuid(base + 2, 0);
+    if leaf2.eax == 0 {
+        return Err(XenError::NoHypervisor);
+    }
+    let page = frames::alloc_zeroed(1).map_err(|_| XenError::NoMemory)?;
+    cpu::wrmsr(leaf2.ebx, page);
+    HYPERCALL_PAGE.store(page, Ordering::Release);
+
+    let v = XenError::check(hypercall(hcall::XEN_VERSION, 0, 0, 0))?;
+    let version = ((v >> 16) as u32, (v & 0xffff) as u32);
+
+    let leaf4 = cpu::cpuid(base + 4, 0);
+    let domid = (cpu::cpuid(base, 0).eax >= base + 4 && leaf4.eax & (1 << 4) != 0).then_some(leaf4.ecx as u16);
+
+    let shared = frames::alloc_zeroed(1).map_err(|_| XenError::NoMemory)?;
+    add_to_physmap(abi::XENMAPSPACE_SHARED_INFO, 0, shared >> 12)?;
+    SHARED_INFO.store(shared, Ordering::Release);
+    if let Some(m) = si_u8(si::UPCALL_MASK) {
+        m.store(0, Ordering::SeqCst);
+    }
+    *LIMITER.lock() = Some(RateLimiter::new(evtchn::LimitConfig::default()));
+
+    let vector = idt::alloc_vector(xen_upcall).ok_or(XenError::NoSpace)?;
+    let mut up = abi::UpcallVector { vcpu: 0, vector, pad: [0; 3] };
+    if hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up).is_err() {
+        // Older Xen: the domain-wide vector callback (HVM_PARAM_CALLBACK_IRQ,
+        // type 2 = vector).
+        hvm_set_param(abi::param::CALLBACK_IRQ, (2u64 << 56) | u64::from(vector))?;
+    }
+
+    let store = (hvm_get_param(abi::param::STORE_PFN)?, EvtchnPort(hvm_get_param(abi::param::STORE_EVTCHN)? as u32));
+    let console = match (hvm_get_param(abi::param::CONSOLE_PFN), hvm_get_param(abi::param::CONSOLE_EVTCHN)) {
+        (Ok(pfn), Ok(port)) if pfn != 0 => Some((pfn, EvtchnPort(port as u32))),
+        _ => None,
+    };
+    let grant_entries = init_grant_table().unwrap_or(0);
+    super::exit::set_hypervisor_poweroff(shutdown_hook);
+    Ok(XenInfo { version, cpuid_base: base, domid, store, console, vector, grant_entries })
+}
+
+fn shutdown_hook(status: super::exit::Status) {
+    let reason =
+        if status == super::exit::Status::Success { abi::sched::SHUTDOWN_POWEROFF } else { abi::sched::SHUTDOWN_CRASH };
+    shutdown(reason);
+}
+
+/// SCHEDOP_shutdown with the given reason; returns only if Xen refused.
+pub fn shutdown(reason: u32) {
+    let mut r = reason;
+    let _ = hcall_ptr(hcall::SCHED_OP, abi::sched::SHUTDOWN, &mut r);
+}
+
+// ---- event channels ----
+
+fn evtchn_op<T>(cmd: u64, arg: &mut T) -> Result<(), XenError> {
+    hcall_ptr(hcall::EVENT_CHANNEL_OP, cmd, arg).map(|_| ())
+}
+
+/// Notifies the peer of `port`.
+pub fn evtchn_send(port: EvtchnPort) -> Result<(), XenError> {
+    evtchn_op(abi::evtchnop::SEND, &mut abi::EvtchnPortArg { port: port.0 })
+}
+
+/// Closes `port`.
+pub fn evtchn_close(port: EvtchnPort) -> Result<(), XenError> {
+    if let Some(l) = LIMITER.lock().as_mut() {
+        l.forget(port);
+    }
+    evtchn_op(abi::evtchnop::CLOSE, &mut abi::EvtchnPortArg { port: port.0 })
+}
+
+/// Allocates a port that `remote` may bind to.
+pub fn evtchn_alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
+    let mut a = abi::EvtchnAllocUnbound { dom: DomId::SELF.0, remote_dom: remote.0, port: 0 };
+    evtchn_op(abi::evtchnop::ALLOC_UNBOUND, &mut a)?;
+    Ok(EvtchnPort(a.port))
+}
+
+/// Binds to `remote`'s `remote_port`.
+pub fn evtchn_bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    let mut a = abi::EvtchnBindInterdomain { remote_dom: remote.0, pad: 0, remote_port: remote_port.0, local_port: 0 };
+    evtchn_op(abi::evtchnop::BIND_INTERDOMAIN, &mut a)?;
+    Ok(EvtchnPort(a.local_port))
+}
+
+fn evtchn_unmask(port: EvtchnPort) {
+    let _ = evtchn_op(abi::evtchnop::UNMASK, &mut abi::EvtchnPortArg { port: port.0 });
+}
+
+/// Moves pending ports from shared_info into our fired set (rate-limited per
+/// port); returns true when any port fired. Runs in the main loop.
+pub fn poll_events(now: u64) -> bool {
+    if let Some(l) = LIMITER.lock().as_mut() {
+        l.due_unmask(now, |p| {
+            if let Some(m) = si_u64(si::EVTCHN_MASK + (p.0 as usize / 64) * 8) {
+                m.fetch_and(!(1u64 << (p.0 % 64)), Ordering::SeqCst);
+            }
+            evtchn_unmask(p);
+        });
+    }
+    if !EVENTS_PENDING.swap(false, Ordering::AcqRel)
+        && si_u64(si::PENDING_SEL).is_none_or(|s| s.load(Ordering::Acquire) == 0)
+    {
+        return false;
+    }
+    let Some(sel_word) = si_u64(si::PENDING_SEL) else { return false };
+    let sel = sel_word.swap(0, Ordering::AcqRel);
+    let word = |base: usize, i: usize| si_u64(base + i * 8).map_or(0, |w| w.load(Ordering::Acquire));
+    let mut any = false;
+    let mut limiter = LIMITER.lock();
+    evtchn::scan(
+        sel,
+        |i| word(si::EVTCHN_PENDING, i),
+        |i| word(si::EVTCHN_MASK, i),
+        |port| {
+            let (w, bit) = (port.0 as usize / 64, 1u64 << (port.0 % 64));
+            let allowed = limiter.as_mut().is_none_or(|l| l.allow(port, now));
+            if !allowed {
+                // Leave it pending, mask it; the limiter unmasks it later.
+                if let Some(m) = si_u64(si::EVTCHN_MASK + w * 8) {
+                    m.fetch_or(bit, Ordering::SeqCst);
+                }
+                return;
+            }
+            if let Some(p) = si_u64(si::EVTCHN_PENDING + w * 8) {
+                p.fetch_and(!bit, Ordering::SeqCst);
+            }
+            if let Some(f) = FIRED.get(w) {
+                f.fetch_or(bit, Ordering::Release);
+            }
+            any = true;
+        },
+    );
+    any
+}
+
+/// Consumes a fired notification on `port`.
+pub fn take_fired(port: EvtchnPort) -> bool {
+    let (w, bit) = (port.0 as usize / 64, 1u64 << (port.0 % 64));
+    FIRED.get(w).is_some_and(|f| f.fetch_and(!bit, Ordering::AcqRel) & bit != 0)
+}
+
+/// Times `port` was throttled by the storm limiter.
+pub fn throttled(port: EvtchnPort) -> u64 {
+    LIMITER.lock().as_ref().map_or(0, |l| l.throttled(port))
+}
+
+// ---- shared pages ----
+
+/// A 4 KiB page shared with another domain, accessed only by volatile copies.
+#[derive(Debug, Clone, Copy)]
+pub struct XenPage {
+    addr: u64,
+}
+
+impl XenPage {
+    /// The ring page at guest frame `pfn` (xenstore, console): Xen put it in
+    /// our physmap below 4 GiB, inside the identity map.
+    pub fn from_special_pfn(pfn: u64) -> Option<Self> {
+        let addr = pfn.checked_mul(4096)?;
+        (addr >= 0x1000 && addr.checked_add(4096)? <= super::phys::identity_limit()).then_some(Self { addr })
+    }
+
+    /// Guest frame number.
+    pub fn gfn(&self) -> u64 {
+        self.addr >> 12
+    }
+
+    fn ptr(&self, off: usize, len: usize) -> Option<usize> {
+        (off.checked_add(len)? <= 4096).then_some(self.addr as usize + off)
+    }
+}
+
+impl SharedMem for XenPage {
+    fn size(&self) -> usize {
+        4096
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.read_bytes(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn write_u32(&self, off: usize, v: u32) {
+        self.write_bytes(off, &v.to_le_bytes());
+    }
+
+    fn read_bytes(&self, off: usize, buf: &mut [u8]) {
+        let Some(p) = self.ptr(off, buf.len()) else {
+            buf.fill(0);
+            return;
+        };
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: inside this identity-mapped page (checked by `ptr`);
+            // byte-wise volatile reads never form a reference to memory the
+            // peer may change concurrently.
+            *b = unsafe { ptr::read_volatile((p + i) as *const u8) };
+        }
+    }
+
+    fn write_bytes(&self, off: usize, data: &[u8]) {
+        let Some(p) = self.ptr(off, data.len()) else { return };
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: as in `read_bytes`.
+            unsafe { ptr::write_volatile((p + i) as *mut u8, *b) };
+        }
+    }
+
+    fn compare_exchange_u16(&self, off: usize, old: u16, new: u16) -> u16 {
+        match self.ptr(off, 2).filter(|p| p % 2 == 0) {
+            // SAFETY: 2-aligned, inside this page; the peer (Xen) updates grant
+            // flags atomically, so an atomic view is required here.
+            Some(p) => match unsafe { AtomicU16::from_ptr(p as *mut u16) }.compare_exchange(
+                old,
+                new,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(v) | Err(v) => v,
+            },
+            None => !old,
+        }
+    }
+}
+
+// ---- grant table ----
+
+/// Grant frames we map (v1: 512 entries each).
+pub const GRANT_FRAMES: u32 = 4;
+static GRANT_FRAMES_BASE: AtomicU64 = AtomicU64::new(0);
+
+fn init_grant_table() -> Result<u32, XenError> {
+    let mut q = abi::GnttabQuerySize { dom: DomId::SELF.0, ..Default::default() };
+    XenError::check(hypercall(hcall::GRANT_TABLE_OP, abi::gnttabop::QUERY_SIZE, &mut q as *mut _ as u64, 1))?;
+    crate::xen::error::GrantStatus::check(q.status)?;
+    let n = GRANT_FRAMES.min(q.max_nr_frames.max(1));
+    let base = frames::alloc_zeroed(u64::from(n)).map_err(|_| XenError::NoMemory)?;
+    for i in 0..n {
+        add_to_physmap(abi::XENMAPSPACE_GRANT_TABLE, u64::from(i), (base >> 12) + u64::from(i))?;
+    }
+    GRANT_FRAMES_BASE.store(base, Ordering::Release);
+    Ok(n * 512)
+}
+
+/// The grant-table frames as one shared region.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantFrames {
+    base: u64,
+    len: usize,
+}
+
+/// Our grant-table frames, once mapped.
+pub fn grant_frames() -> Option<GrantFrames> {
+    let base = GRANT_FRAMES_BASE.load(Ordering::Acquire);
+    (base != 0).then_some(GrantFrames { base, len: GRANT_FRAMES as usize * 4096 })
+}
+
+impl GrantFrames {
+    fn page(&self, off: usize) -> Option<(XenPage, usize)> {
+        (off < self.len).then(|| (XenPage { addr: self.base + (off / 4096 * 4096) as u64 }, off % 4096))
+    }
+}
+
+impl SharedMem for GrantFrames {
+    fn size(&self) -> usize {
+        self.len
+    }
+    fn read_u32(&self, off: usize) -> u32 {
+        self.page(off).map_or(0, |(p, o)| p.read_u32(o))
+    }
+    fn write_u32(&self, off: usize, v: u32) {
+        if let Some((p, o)) = self.page(off) {
+            p.write_u32(o, v);
+        }
+    }
+    fn read_bytes(&self, off: usize, buf: &mut [u8]) {
+        match self.page(off) {
+            Some((p, o)) => p.read_bytes(o, buf),
+            None => buf.fill(0),
+        }
+    }
+    fn write_bytes(&self, off: usize, data: &[u8]) {
+        if let Some((p, o)) = self.page(off) {
+            p.write_bytes(o, data);
+        }
+    }
+    fn compare_exchange_u16(&self, off: usize, old: u16, new: u16) -> u16 {
+        self.page(off).map_or(!old, |(p, o)| p.compare_exchange_u16(o, old, new))
+    }
+}
+
+/// Grant-table hypercalls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct XenGrantOps;
+
+fn gnttab<T>(cmd: u64, ops: &mut [T]) -> Result<(), XenError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    XenError::check(hypercall(hcall::GRANT_TABLE_OP, cmd, ops.as_mut_ptr() as u64, ops.len() as u64)).map(|_| ())
+}
+
+impl GrantOps for XenGrantOps {
+    fn copy(&self, ops: &mut [abi::GnttabCopy]) -> Result<(), XenError> {
+        gnttab(abi::gnttabop::COPY, ops)
+    }
+    fn map(&self, ops: &mut [abi::GnttabMapGrantRef]) -> Result<(), XenError> {
+        gnttab(abi::gnttabop::MAP_GRANT_REF, ops)
+    }
+    fn unmap(&self, ops: &mut [abi::GnttabUnmapGrantRef]) -> Result<(), XenError> {
+        gnttab(abi::gnttabop::UNMAP_GRANT_REF, ops)
+    }
+}
+
+/// Copies bytes out of an identity-mapped page we own (grant self-test).
+pub fn read_own_page(gpa: u64, buf: &mut [u8]) -> bool {
+    super::phys::read(gpa, buf)
+}
+
+/// Fills a page we own (grant self-test).
+pub fn fill_own_page(gpa: u64, byte: u8) {
+    if let Some(p) = XenPage::from_special_pfn(gpa >> 12) {
+        p.write_bytes(0, &[byte; 4096]);
+    }
+}
+
+/// Waits for an interrupt, at most about one millisecond.
+pub fn wait_briefly() {
+    super::apic::arm_oneshot(1_000_000);
+    idt::sleep_until_interrupt();
+}
+
+/// Current time, for xenstore deadlines.
+pub fn now_ns() -> u64 {
+    time::now_ns()
+}
+
+/// The xenstore connection's environment: ring page, event channel, clock.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreIo {
+    page: XenPage,
+    port: EvtchnPort,
+}
+
+impl StoreIo {
+    /// From the HVM params read in `init`.
+    pub fn new(info: &XenInfo) -> Option<Self> {
+        Some(Self { page: XenPage::from_special_pfn(info.store.0)?, port: info.store.1 })
+    }
+
+    /// The xenstore event channel.
+    pub fn port(&self) -> EvtchnPort {
+        self.port
+    }
+}
+
+impl crate::xen::xenstore::XsIo for StoreIo {
+    fn mem(&self) -> &dyn SharedMem {
+        &self.page
+    }
+    fn notify(&self) {
+        let _ = evtchn_send(self.port);
+    }
+    fn wait(&self) {
+        wait_briefly();
+    }
+    fn now_ns(&self) -> u64 {
+        time::now_ns()
+    }
+}
+
+static CONSOLE: Mutex<Option<(XenPage, EvtchnPort)>> = Mutex::new(None);
+static CONSOLE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Sends log output to the PV console too (`xl console`).
+pub fn attach_console(info: &XenInfo) -> bool {
+    let Some((pfn, port)) = info.console else { return false };
+    let Some(page) = XenPage::from_special_pfn(pfn) else { return false };
+    *CONSOLE.lock() = Some((page, port));
+    super::logger::set_extra_sink(console_write);
+    true
+}
+
+/// Writes all of `data` to the console ring, kicking xenconsoled and waiting
+/// (bounded, about 2 ms without progress) when the ring is full.
+fn console_put(page: &XenPage, port: EvtchnPort, data: &[u8]) {
+    let mut rest = data;
+    let mut stalled_since = None;
+    while !rest.is_empty() {
+        let n = crate::xen::console::OUT.write(page, rest).unwrap_or(0);
+        rest = rest.get(n..).unwrap_or(&[]);
+        if rest.is_empty() {
+            break;
+        }
+        if n > 0 {
+            stalled_since = None;
+            let _ = evtchn_send(port);
+            continue;
+        }
+        let now = time::now_ns();
+        let since = *stalled_since.get_or_insert(now);
+        if now.saturating_sub(since) > 2_000_000 {
+            CONSOLE_DROPPED.fetch_add(rest.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let _ = evtchn_send(port);
+        core::hint::spin_loop();
+    }
+}
+
+fn console_write(bytes: &[u8]) {
+    // Never block logging: skip the console if another context holds it.
+    let Some(g) = CONSOLE.try_lock() else { return };
+    let Some((page, port)) = *g else { return };
+    // The console expects CRLF line ends.
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            console_put(&page, port, b"\r\n");
+            let _ = evtchn_send(port);
+        }
+        console_put(&page, port, line);
+    }
+}
+
+/// Console bytes dropped because the ring was full.
+pub fn console_dropped() -> u64 {
+    CONSOLE_DROPPED.load(Ordering::Relaxed)
+}

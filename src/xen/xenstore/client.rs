@@ -1,0 +1,398 @@
+//! xenstore client over the shared ring page.
+//!
+//! `pump` moves bytes both ways without blocking and sorts what arrives into
+//! replies and watch events; `call` sends one request and waits (bounded) for
+//! its reply. Replies are validated; the watch-event queue is bounded
+//! (XSA-349) and overflow is counted. A stream the server corrupted cannot be
+//! resynchronised, so the client then refuses further use with a typed error.
+#![forbid(unsafe_code)]
+
+use super::wire::{self, HEADER_LEN, Header, MAX_PAYLOAD, MsgType, Perm, RING_SIZE};
+use crate::hal::SharedMem;
+use crate::xen::ring::{ByteRing, RingCorrupt};
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Request ring (we produce) in `struct xenstore_domain_interface`.
+pub const REQ_RING: ByteRing = ByteRing { data: 0, size: RING_SIZE, cons: 2048, prod: 2052 };
+/// Response ring (we consume).
+pub const RSP_RING: ByteRing = ByteRing { data: 1024, size: RING_SIZE, cons: 2056, prod: 2060 };
+
+/// Watch events kept before the oldest are dropped.
+pub const MAX_WATCH_EVENTS: usize = 256;
+/// Replies kept for requests nobody is waiting for any more.
+const MAX_STRAY_REPLIES: usize = 16;
+
+/// What the client needs from its environment.
+pub trait XsIo {
+    /// The ring page.
+    fn mem(&self) -> &dyn SharedMem;
+    /// Kicks the xenstore event channel.
+    fn notify(&self);
+    /// Sleeps until the next event or a short timeout.
+    fn wait(&self);
+    /// Monotonic nanoseconds.
+    fn now_ns(&self) -> u64;
+}
+
+/// xenstore errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XsError {
+    /// The server answered XS_ERROR with this name (ENOENT, EACCES, EAGAIN, ...).
+    Server(String),
+    /// No reply within the deadline.
+    Timeout {
+        /// Request type.
+        ty: MsgType,
+    },
+    /// The reply had the wrong type.
+    UnexpectedReply {
+        /// What we sent.
+        sent: MsgType,
+        /// What came back.
+        got: MsgType,
+    },
+    /// A reply payload that does not parse.
+    BadReply(&'static str),
+    /// Ring indices or a header the server corrupted; the connection is dead.
+    Protocol(String),
+    /// Our own request is too long or malformed.
+    BadRequest(&'static str),
+}
+
+impl XsError {
+    /// True for the server's ENOENT.
+    pub fn is_enoent(&self) -> bool {
+        matches!(self, Self::Server(s) if s == "ENOENT")
+    }
+
+    /// True for EAGAIN (a transaction must be retried).
+    pub fn is_eagain(&self) -> bool {
+        matches!(self, Self::Server(s) if s == "EAGAIN")
+    }
+}
+
+impl fmt::Display for XsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Server(e) => write!(f, "xenstore error {e}"),
+            Self::Timeout { ty } => write!(f, "xenstore timeout waiting for {ty:?}"),
+            Self::UnexpectedReply { sent, got } => write!(f, "xenstore replied {got:?} to {sent:?}"),
+            Self::BadReply(w) => write!(f, "malformed xenstore reply: {w}"),
+            Self::Protocol(w) => write!(f, "xenstore protocol failure: {w}"),
+            Self::BadRequest(w) => write!(f, "bad xenstore request: {w}"),
+        }
+    }
+}
+
+impl From<RingCorrupt> for XsError {
+    fn from(e: RingCorrupt) -> Self {
+        Self::Protocol(alloc::format!("ring indices cons={} prod={} size={}", e.cons, e.prod, e.size))
+    }
+}
+
+/// A watch firing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// Path that changed.
+    pub path: String,
+    /// Token given at registration.
+    pub token: String,
+}
+
+#[derive(Debug)]
+struct Reply {
+    req_id: u32,
+    ty: MsgType,
+    payload: Vec<u8>,
+}
+
+/// Client statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XsStats {
+    /// Requests sent.
+    pub requests: u64,
+    /// Watch events received.
+    pub events: u64,
+    /// Watch events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// Replies nobody waited for.
+    pub stray_replies: u64,
+}
+
+/// The client state.
+#[derive(Debug, Default)]
+pub struct Client {
+    out: VecDeque<u8>,
+    inbuf: Vec<u8>,
+    next_req: u32,
+    replies: VecDeque<Reply>,
+    events: VecDeque<WatchEvent>,
+    dead: Option<String>,
+    /// Counters.
+    pub stats: XsStats,
+}
+
+/// Deadline for one request.
+pub const DEFAULT_TIMEOUT_NS: u64 = 10_000_000_000;
+/// Transaction attempts before giving up on EAGAIN.
+pub const MAX_TX_RETRIES: usize = 16;
+
+fn path_arg(path: &str) -> Result<Vec<u8>, XsError> {
+    if path.is_empty() || path.len() > 3072 || path.bytes().any(|b| b == 0) {
+        return Err(XsError::BadRequest("path empty, too long or containing NUL"));
+    }
+    let mut v = Vec::with_capacity(path.len() + 1);
+    v.extend_from_slice(path.as_bytes());
+    v.push(0);
+    Ok(v)
+}
+
+impl Client {
+    /// A fresh client.
+    pub fn new() -> Self {
+        Self { next_req: 1, ..Self::default() }
+    }
+
+    /// Why the connection is dead, if it is.
+    pub fn dead(&self) -> Option<&str> {
+        self.dead.as_deref()
+    }
+
+    /// Queues a request; returns its id.
+    pub fn send(&mut self, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<u32, XsError> {
+        if let Some(d) = &self.dead {
+            return Err(XsError::Protocol(d.clone()));
+        }
+        let req_id = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1).max(1);
+        let msg = wire::encode(ty, req_id, tx_id, parts).map_err(|_| XsError::BadRequest("payload over 4096 bytes"))?;
+        self.out.extend(msg);
+        self.stats.requests += 1;
+        Ok(req_id)
+    }
+
+    fn kill(&mut self, why: String) -> XsError {
+        self.dead = Some(why.clone());
+        XsError::Protocol(why)
+    }
+
+    /// Moves bytes both ways; returns true when anything moved.
+    pub fn pump(&mut self, mem: &dyn SharedMem) -> Result<bool, XsError> {
+        if let Some(d) = &self.dead {
+            return Err(XsError::Protocol(d.clone()));
+        }
+        let mut moved = false;
+        if !self.out.is_empty() {
+            let (a, _) = self.out.as_slices();
+            let chunk: Vec<u8> = a.iter().copied().take(RING_SIZE as usize).collect();
+            let n = REQ_RING.write(mem, &chunk).map_err(|e| self.kill(XsError::from(e).to_string()))?;
+            self.out.drain(..n);
+            moved |= n > 0;
+        }
+        let mut buf = [0u8; RING_SIZE as usize];
+        loop {
+            let n = RSP_RING.read(mem, &mut buf).map_err(|e| self.kill(XsError::from(e).to_string()))?;
+            if n == 0 {
+                break;
+            }
+            moved = true;
+            self.inbuf.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+            self.parse_messages()?;
+        }
+        Ok(moved)
+    }
+
+    fn parse_messages(&mut self) -> Result<(), XsError> {
+        loop {
+            let Some(hb) = self.inbuf.get(..HEADER_LEN) else { return Ok(()) };
+            let mut h = [0u8; HEADER_LEN];
+            h.copy_from_slice(hb);
+            let hdr = match Header::parse(&h) {
+                Ok(hdr) => hdr,
+                Err(e) => return Err(self.kill(alloc::format!("bad reply header: {e:?}"))),
+            };
+            let total = HEADER_LEN + hdr.len as usize;
+            if self.inbuf.len() < total {
+                return Ok(());
+            }
+            let payload: Vec<u8> = self.inbuf.drain(..total).skip(HEADER_LEN).collect();
+            if hdr.ty == MsgType::WatchEvent {
+                let parts = wire::split_strings(&payload);
+                self.stats.events += 1;
+                if let [path, token, ..] = parts.as_slice() {
+                    if self.events.len() >= MAX_WATCH_EVENTS {
+                        self.events.pop_front();
+                        self.stats.events_dropped += 1;
+                    }
+                    self.events.push_back(WatchEvent { path: path.clone(), token: token.clone() });
+                }
+                continue;
+            }
+            if self.replies.len() >= MAX_STRAY_REPLIES {
+                self.replies.pop_front();
+                self.stats.stray_replies += 1;
+            }
+            self.replies.push_back(Reply { req_id: hdr.req_id, ty: hdr.ty, payload });
+        }
+    }
+
+    /// Takes the reply to `req_id` if it arrived.
+    fn take_reply(&mut self, req_id: u32) -> Option<Reply> {
+        let pos = self.replies.iter().position(|r| r.req_id == req_id)?;
+        self.replies.remove(pos)
+    }
+
+    /// Next queued watch event.
+    pub fn next_event(&mut self) -> Option<WatchEvent> {
+        self.events.pop_front()
+    }
+
+    /// Sends a request and waits for its reply payload.
+    pub fn call(&mut self, io: &dyn XsIo, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Vec<u8>, XsError> {
+        let req_id = self.send(ty, tx_id, parts)?;
+        let deadline = io.now_ns().saturating_add(DEFAULT_TIMEOUT_NS);
+        loop {
+            if self.pump(io.mem())? {
+                io.notify();
+            }
+            if let Some(r) = self.take_reply(req_id) {
+                return match r.ty {
+                    MsgType::Error => {
+                        let name = wire::split_strings(&r.payload).into_iter().next().unwrap_or_default();
+                        Err(XsError::Server(name))
+                    }
+                    got if got == ty => Ok(r.payload),
+                    got => Err(XsError::UnexpectedReply { sent: ty, got }),
+                };
+            }
+            if io.now_ns() > deadline {
+                return Err(XsError::Timeout { ty });
+            }
+            io.wait();
+        }
+    }
+
+    /// Reads a value.
+    pub fn read(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<Vec<u8>, XsError> {
+        self.call(io, MsgType::Read, tx, &[&path_arg(path)?])
+    }
+
+    /// Reads a UTF-8 value.
+    pub fn read_str(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<String, XsError> {
+        let v = self.read(io, tx, path)?;
+        String::from_utf8(v).map_err(|_| XsError::BadReply("value is not UTF-8"))
+    }
+
+    /// Reads and parses an unsigned number.
+    pub fn read_u64(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<u64, XsError> {
+        let s = self.read_str(io, tx, path)?;
+        let t = s.trim_end_matches('\0');
+        if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(XsError::BadReply("not an unsigned number"));
+        }
+        t.parse().map_err(|_| XsError::BadReply("number out of range"))
+    }
+
+    fn expect_ok(payload: Vec<u8>) -> Result<(), XsError> {
+        if payload.starts_with(b"OK") { Ok(()) } else { Err(XsError::BadReply("expected OK")) }
+    }
+
+    /// Writes a value.
+    pub fn write(&mut self, io: &dyn XsIo, tx: u32, path: &str, value: &[u8]) -> Result<(), XsError> {
+        let p = path_arg(path)?;
+        Self::expect_ok(self.call(io, MsgType::Write, tx, &[&p, value])?)
+    }
+
+    /// Creates a directory node.
+    pub fn mkdir(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<(), XsError> {
+        Self::expect_ok(self.call(io, MsgType::Mkdir, tx, &[&path_arg(path)?])?)
+    }
+
+    /// Removes a node and everything under it.
+    pub fn rm(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<(), XsError> {
+        Self::expect_ok(self.call(io, MsgType::Rm, tx, &[&path_arg(path)?])?)
+    }
+
+    /// Lists children.
+    pub fn directory(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<Vec<String>, XsError> {
+        Ok(wire::split_strings(&self.call(io, MsgType::Directory, tx, &[&path_arg(path)?])?))
+    }
+
+    /// Reads permissions (owner first).
+    pub fn get_perms(&mut self, io: &dyn XsIo, tx: u32, path: &str) -> Result<Vec<Perm>, XsError> {
+        let parts = wire::split_strings(&self.call(io, MsgType::GetPerms, tx, &[&path_arg(path)?])?);
+        parts.iter().map(|p| Perm::parse(p).ok_or(XsError::BadReply("bad permission entry"))).collect()
+    }
+
+    /// Sets permissions (owner first).
+    pub fn set_perms(&mut self, io: &dyn XsIo, tx: u32, path: &str, perms: &[Perm]) -> Result<(), XsError> {
+        if perms.is_empty() {
+            return Err(XsError::BadRequest("no permissions"));
+        }
+        let mut body = path_arg(path)?;
+        for p in perms {
+            body.extend_from_slice(p.to_string().as_bytes());
+            body.push(0);
+        }
+        Self::expect_ok(self.call(io, MsgType::SetPerms, tx, &[&body])?)
+    }
+
+    /// Registers a watch (it fires once right away).
+    pub fn watch(&mut self, io: &dyn XsIo, path: &str, token: &str) -> Result<(), XsError> {
+        let t = path_arg(token)?;
+        Self::expect_ok(self.call(io, MsgType::Watch, 0, &[&path_arg(path)?, &t])?)
+    }
+
+    /// Removes a watch.
+    pub fn unwatch(&mut self, io: &dyn XsIo, path: &str, token: &str) -> Result<(), XsError> {
+        let t = path_arg(token)?;
+        Self::expect_ok(self.call(io, MsgType::Unwatch, 0, &[&path_arg(path)?, &t])?)
+    }
+
+    /// Starts a transaction; returns its id.
+    pub fn transaction_start(&mut self, io: &dyn XsIo) -> Result<u32, XsError> {
+        let p = self.call(io, MsgType::TransactionStart, 0, &[b"\0"])?;
+        let s = wire::split_strings(&p).into_iter().next().ok_or(XsError::BadReply("empty transaction id"))?;
+        match s.parse::<u32>() {
+            Ok(id) if id != 0 => Ok(id),
+            _ => Err(XsError::BadReply("bad transaction id")),
+        }
+    }
+
+    /// Ends a transaction (commit or abort).
+    pub fn transaction_end(&mut self, io: &dyn XsIo, tx: u32, commit: bool) -> Result<(), XsError> {
+        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+        Self::expect_ok(self.call(io, MsgType::TransactionEnd, tx, &[arg])?)
+    }
+
+    /// Runs `body` in a transaction, retrying on EAGAIN (bounded).
+    pub fn transaction<T>(
+        &mut self,
+        io: &dyn XsIo,
+        mut body: impl FnMut(&mut Self, u32) -> Result<T, XsError>,
+    ) -> Result<T, XsError> {
+        let mut last = XsError::Server("EAGAIN".into());
+        for _ in 0..MAX_TX_RETRIES {
+            let tx = self.transaction_start(io)?;
+            let value = match body(self, tx) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = self.transaction_end(io, tx, false);
+                    return Err(e);
+                }
+            };
+            match self.transaction_end(io, tx, true) {
+                Ok(()) => return Ok(value),
+                Err(e) if e.is_eagain() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Payload size limit re-exported for callers that build values.
+pub const MAX_VALUE: usize = MAX_PAYLOAD;
