@@ -12,11 +12,15 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod config;
 pub mod crash;
+pub mod drivers;
 pub mod hal;
 pub mod memory;
+pub mod mgmt;
 pub mod timer;
 
 #[cfg(target_os = "none")]
 pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod net;
 #[cfg(target_os = "none")]
 pub mod platform;

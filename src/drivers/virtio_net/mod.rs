@@ -1,0 +1,2 @@
+//! virtio-net (modern virtio 1.0 over PCI).
+#![forbid(unsafe_code)]
