@@ -9,6 +9,7 @@ use crate::config::{Config, NicMode};
 use crate::drivers::e1000::{self, E1000};
 use crate::drivers::pci::{self, PciDevice, cmd};
 use crate::drivers::port::{Port, PortStats};
+use crate::drivers::virtio_net::{self, VirtioNet};
 use crate::hal::Hal;
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::platform::devhal::Hw;
@@ -23,15 +24,20 @@ const POLL_NS: u64 = 100_000;
 const HOUSEKEEPING_NS: u64 = 500_000_000;
 
 /// The NIC this kernel drives.
+// One instance per machine, inside a boxed task: the size difference is moot.
+#[allow(clippy::large_enum_variant)]
 pub enum Nic {
     /// Intel 8254x.
     E1000(E1000<Hw>),
+    /// virtio-net.
+    Virtio(VirtioNet<Hw>),
 }
 
 macro_rules! each {
     ($self:ident, $d:ident => $e:expr) => {
         match $self {
             Nic::E1000($d) => $e,
+            Nic::Virtio($d) => $e,
         }
     };
 }
@@ -142,17 +148,17 @@ pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Sen
     let madt = acpi.is_some_and(|a| a.madt.is_some());
     let now = Hw.now_ns();
     for dev in &devs {
-        let nic = if dev.vendor == e1000::VENDOR && e1000::DEVICES.contains(&dev.device) {
+        let is_e1000 = dev.vendor == e1000::VENDOR && e1000::DEVICES.contains(&dev.device);
+        let is_virtio = virtio_net::matches(dev.vendor, dev.device);
+        if !is_e1000 && !is_virtio {
+            continue;
+        }
+        pci::enable(&cfgs, dev.bdf, cmd::MEM | cmd::MASTER, cmd::IO);
+        // Interrupts first: virtio binds its queues to the MSI-X vector at bring-up.
+        let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt);
+        let nic = if is_e1000 {
             let Some((bar, size)) = dev.mem_bar(0) else { continue };
-            pci::enable(&cfgs, dev.bdf, cmd::MEM | cmd::MASTER, cmd::IO);
-            let regs = match Hw.map_regs(bar, size) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!("nic: e1000 at {}: {e:?}", dev.bdf);
-                    continue;
-                }
-            };
-            match E1000::new(Hw, regs) {
+            match Hw.map_regs(bar, size).map_err(e1000::E1000Error::Hal).and_then(|r| E1000::new(Hw, r)) {
                 Ok(d) => Nic::E1000(d),
                 Err(e) => {
                     warn!("nic: e1000 at {}: {e:?}", dev.bdf);
@@ -160,9 +166,14 @@ pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Sen
                 }
             }
         } else {
-            continue;
+            match VirtioNet::new(Hw, &cfgs, dev, how == "MSI-X") {
+                Ok(d) => Nic::Virtio(d),
+                Err(e) => {
+                    warn!("nic: virtio-net at {}: {e:?}", dev.bdf);
+                    continue;
+                }
+            }
         };
-        let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt);
         let mut nic = nic;
         info!(
             "nic: {} at {} mac {} link {}, interrupts: {how}{}",

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 from netvm import GUEST_IP, GUEST_MAC, HOST_IP, NetVM
 
-NICS = ["e1000"]
+NICS = ["e1000", "virtio"]
 STATIC = "ip=%s/24 gw=%s" % (GUEST_IP, HOST_IP)
 
 
