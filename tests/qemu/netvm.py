@@ -91,11 +91,14 @@ class NetVM:
             "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
             "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
             "-device", "%s,netdev=n0,romfile=,mac=%s" % (NIC_DEVICES[nic], GUEST_MAC),
-            "-kernel", ELF, "-append", append,
+            *self.qemu_kernel_args(append),
         ]
         self.proc = self.ns.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def qemu_kernel_args(self, append):
+        return ["-kernel", ELF, "-append", append]
 
     def _read(self):
         for line in iter(self.proc.stdout.readline, b""):
