@@ -43,6 +43,8 @@ class NetNs:
         try:
             self.run("ip", "link", "set", "lo", "up")
             self.run("ip", "tuntap", "add", "tap0", "mode", "tap")
+            # No duplicate-address detection: the link-local address is usable at once.
+            self.run("sysctl", "-qw", "net.ipv6.conf.tap0.accept_dad=0")
             self.run("ip", "addr", "add", HOST_IP + "/24", "dev", "tap0")
             self.run("ip", "link", "set", "tap0", "up")
         except Exception:
