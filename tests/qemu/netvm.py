@@ -132,8 +132,14 @@ class NetVM:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 pass
         if self.proc.poll() is None:
-            self.proc.kill()  # our own `timeout` process, by PID
-            self.proc.wait()
+            # Our own `timeout` process, by PID: SIGTERM, which it forwards to
+            # QEMU (a SIGKILL would orphan QEMU), then SIGKILL as a last resort.
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self._reader.join(timeout=5)
         self.ns.close()
         return self.proc.returncode
