@@ -52,5 +52,11 @@ fmt:
 test: lint host-test qemu-test
 	@echo "make test: all suites passed"
 
+# Benchmarks (not tests: they print numbers, they assert nothing about speed).
+# net_bench.py: UDP echo pkt/s and ping RTT, xvif vs a Linux guest, per NIC model.
+bench: build deps
+	python3 tests/bench/boot_time.py
+	python3 tests/bench/net_bench.py
+
 clean:
 	$(CARGO) clean

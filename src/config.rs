@@ -51,6 +51,16 @@ pub enum IpConfig {
     Dhcp,
 }
 
+/// How the NIC is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NicMode {
+    /// Interrupts (MSI-X, MSI, or INTx through the I/O APIC), polling as fallback.
+    #[default]
+    Irq,
+    /// No interrupts: the NIC is polled every 100 µs and whenever the loop runs.
+    Poll,
+}
+
 /// Typed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -66,11 +76,21 @@ pub struct Config {
     pub gw: Option<[u8; 4]>,
     /// `console=off` silences the serial console after boot (PV console only).
     pub quiet: bool,
+    /// `nic=irq|poll`.
+    pub nic: NicMode,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { log: LevelFilter::Info, poweroff: PowerOff::Never, selftest: None, ip: None, gw: None, quiet: false }
+        Self {
+            log: LevelFilter::Info,
+            poweroff: PowerOff::Never,
+            selftest: None,
+            ip: None,
+            gw: None,
+            quiet: false,
+            nic: NicMode::Irq,
+        }
     }
 }
 
@@ -163,6 +183,11 @@ pub fn parse(cmdline: &str) -> (Config, Vec<ConfigIssue>) {
                 Some(a) => cfg.gw = Some(a),
                 None => issues.push(bad("A.B.C.D")),
             },
+            "nic" => match value {
+                "irq" => cfg.nic = NicMode::Irq,
+                "poll" => cfg.nic = NicMode::Poll,
+                _ => issues.push(bad("irq|poll")),
+            },
             "console" => match value {
                 "off" => cfg.quiet = true,
                 "on" => cfg.quiet = false,
@@ -187,7 +212,7 @@ mod tests {
 
     #[test]
     fn all_keys_parse() {
-        let (c, i) = parse("log=debug poweroff=ready selftest=fault ip=10.0.2.15/24 gw=10.0.2.2 console=off");
+        let (c, i) = parse("log=debug poweroff=ready selftest=fault ip=10.0.2.15/24 gw=10.0.2.2 console=off nic=poll");
         assert!(i.is_empty(), "{i:?}");
         assert_eq!(c.log, LevelFilter::Debug);
         assert_eq!(c.poweroff, PowerOff::Ready);
@@ -195,6 +220,8 @@ mod tests {
         assert_eq!(c.ip, Some(IpConfig::Static(Ipv4Cidr { addr: [10, 0, 2, 15], prefix: 24 })));
         assert_eq!(c.gw, Some([10, 0, 2, 2]));
         assert!(c.quiet);
+        assert_eq!(c.nic, NicMode::Poll);
+        assert_eq!(parse("nic=bogus").1.len(), 1);
         assert_eq!(parse("ip=dhcp").0.ip, Some(IpConfig::Dhcp));
     }
 

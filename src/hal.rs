@@ -95,3 +95,141 @@ pub trait GrantOps {
     /// GNTTABOP_unmap_grant_ref.
     fn unmap(&self, ops: &mut [crate::xen::abi::GnttabUnmapGrantRef]) -> Result<(), crate::xen::XenError>;
 }
+
+/// A device register window (a BAR mapped uncached, or a simulated device).
+///
+/// Accesses outside the window read as all-ones (like a missing device) and
+/// writes there are dropped: a bad offset computed from device data can never
+/// touch memory outside the window.
+pub trait Regs {
+    /// Window length in bytes.
+    fn len(&self) -> usize;
+    /// True for an empty window.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// 32-bit read at byte offset `off`.
+    fn read32(&self, off: usize) -> u32;
+    /// 32-bit write.
+    fn write32(&self, off: usize, v: u32);
+    /// 16-bit read.
+    fn read16(&self, off: usize) -> u16;
+    /// 16-bit write.
+    fn write16(&self, off: usize, v: u16);
+    /// 8-bit read.
+    fn read8(&self, off: usize) -> u8;
+    /// 8-bit write.
+    fn write8(&self, off: usize, v: u8);
+    /// 64-bit write as two 32-bit writes, low half first.
+    fn write64(&self, off: usize, v: u64) {
+        self.write32(off, v as u32);
+        self.write32(off + 4, (v >> 32) as u32);
+    }
+}
+
+/// A block of memory shared with a device (descriptor rings, packet buffers).
+///
+/// Owned by the kernel; identity-mapped on the target (`paddr` is what the
+/// device is told). Word accesses are volatile because the device writes
+/// concurrently. Out-of-range accesses read zero and are dropped; the slice
+/// lenders return `None`.
+pub trait DmaRegion {
+    /// Device-visible (physical) address of byte 0.
+    fn paddr(&self) -> u64;
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// True for an empty region.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Volatile 16-bit read.
+    fn read16(&self, off: usize) -> u16;
+    /// Volatile 32-bit read.
+    fn read32(&self, off: usize) -> u32;
+    /// Volatile 64-bit read.
+    fn read64(&self, off: usize) -> u64;
+    /// Volatile 16-bit write.
+    fn write16(&self, off: usize, v: u16);
+    /// Volatile 32-bit write.
+    fn write32(&self, off: usize, v: u32);
+    /// Volatile 64-bit write.
+    fn write64(&self, off: usize, v: u64);
+    /// Volatile byte read.
+    fn read8(&self, off: usize) -> u8;
+    /// Volatile byte write.
+    fn write8(&self, off: usize, v: u8);
+    /// Lends `len` bytes at `off` to `f`. The caller guarantees the device
+    /// does not own that range (its descriptor was returned or never posted).
+    fn with_slice<R>(&self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
+    /// As `with_slice`, writable; gives `f` back when the range is outside the region.
+    fn with_slice_mut<R, F: FnOnce(&mut [u8]) -> R>(&mut self, off: usize, len: usize, f: F) -> Result<R, F>;
+}
+
+/// A PCI function address (bus/device/function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bdf {
+    /// Bus.
+    pub bus: u8,
+    /// Device (0..32).
+    pub dev: u8,
+    /// Function (0..8).
+    pub func: u8,
+}
+
+impl core::fmt::Display for Bdf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:02x}:{:02x}.{}", self.bus, self.dev, self.func)
+    }
+}
+
+/// PCI configuration space access (port I/O or ECAM).
+pub trait PciConfig {
+    /// Reads the aligned dword at `off` (0..4096; legacy port I/O serves 0..256).
+    fn read32(&self, bdf: Bdf, off: u16) -> u32;
+    /// Writes the aligned dword at `off`.
+    fn write32(&self, bdf: Bdf, off: u16, v: u32);
+    /// 16-bit read (from the containing dword).
+    fn read16(&self, bdf: Bdf, off: u16) -> u16 {
+        (self.read32(bdf, off & !3) >> ((off & 2) * 8)) as u16
+    }
+    /// 8-bit read.
+    fn read8(&self, bdf: Bdf, off: u16) -> u8 {
+        (self.read32(bdf, off & !3) >> ((off & 3) * 8)) as u8
+    }
+    /// 16-bit read-modify-write of the containing dword.
+    fn write16(&self, bdf: Bdf, off: u16, v: u16) {
+        let shift = (off & 2) * 8;
+        let old = self.read32(bdf, off & !3);
+        self.write32(bdf, off & !3, (old & !(0xffff << shift)) | (u32::from(v) << shift));
+    }
+}
+
+/// Why the platform could not provide a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalError {
+    /// No memory for a DMA region of this many bytes.
+    NoDmaMemory(usize),
+    /// A BAR could not be mapped.
+    MapFailed {
+        /// Physical address.
+        paddr: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+/// What drivers need from the platform: register windows, DMA memory, time.
+pub trait Hal {
+    /// Register window type.
+    type Regs: Regs;
+    /// DMA region type.
+    type Dma: DmaRegion;
+    /// Maps `len` bytes of device memory at physical `paddr`.
+    fn map_regs(&self, paddr: u64, len: u64) -> Result<Self::Regs, HalError>;
+    /// Allocates zeroed, physically contiguous DMA memory (whole pages).
+    fn alloc_dma(&self, bytes: usize) -> Result<Self::Dma, HalError>;
+    /// Nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// Busy-waits about `us` microseconds.
+    fn delay_us(&self, us: u64);
+}

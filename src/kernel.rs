@@ -161,6 +161,9 @@ pub fn run(p: platform::Platform) -> ! {
             }
         }
     }
+    if let Some(nic) = crate::net::start(p.acpi.as_ref(), &cfg) {
+        poller.add(nic);
+    }
     cpu::enable_interrupts();
 
     match cfg.selftest {
@@ -199,10 +202,20 @@ pub fn run(p: platform::Platform) -> ! {
     }
     loop {
         let now = time::now_ns();
+        let irqs = idt::irq_count();
         if poller.run_once(now) == Progress::Busy {
             continue;
         }
         let deadline = poller.next_deadline(now).unwrap_or(now + 1_000_000_000);
+        // With interrupts off, nothing can slip in between the last check and
+        // the halt: an interrupt taken since `run_once` started (a device, or
+        // an early timer) means work may be pending, so poll again; otherwise
+        // `sti; hlt` arms the wake-up atomically.
+        cpu::disable_interrupts();
+        if idt::irq_count() != irqs {
+            cpu::enable_interrupts();
+            continue;
+        }
         platform::apic::arm_oneshot(deadline.saturating_sub(time::now_ns()).max(1000));
         idt::sleep_until_interrupt();
     }

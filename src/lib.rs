@@ -12,8 +12,10 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod config;
 pub mod crash;
+pub mod drivers;
 pub mod hal;
 pub mod memory;
+pub mod mgmt;
 pub mod timer;
 pub mod xen;
 
@@ -22,6 +24,8 @@ pub mod testing;
 
 #[cfg(target_os = "none")]
 pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod net;
 #[cfg(target_os = "none")]
 pub mod platform;
 #[cfg(target_os = "none")]

@@ -63,7 +63,7 @@ if [ "$(qemu_major || true)" = "" ] || [ "$(qemu_major)" -lt 10 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -t "${codename}-backports" qemu-system-x86 >/dev/null
     say "now: $(qemu-system-x86_64 --version | head -1)"
 fi
-for tool in readelf:binutils ip:iproute2 cpio:cpio; do
+for tool in readelf:binutils ip:iproute2 cpio:cpio ping:iputils-ping dnsmasq:dnsmasq-base; do
     if ! command -v "${tool%%:*}" >/dev/null; then
         apt_update
         say "installing ${tool#*:} (apt)"

@@ -148,6 +148,10 @@ pub fn init_ioapics(madt: &Madt) -> usize {
 
 /// Routes a GSI to `vector` on this CPU. Returns false when no I/O APIC serves it.
 pub fn route_gsi(gsi: u32, vector: u8, polarity: Polarity, trigger: Trigger) -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| route_gsi_locked(gsi, vector, polarity, trigger))
+}
+
+fn route_gsi_locked(gsi: u32, vector: u8, polarity: Polarity, trigger: Trigger) -> bool {
     let list = IOAPICS.lock();
     let Some(io) = list.iter().find(|a| gsi >= a.gsi_base && gsi - a.gsi_base < a.pins) else { return false };
     let pin = gsi - io.gsi_base;
@@ -161,4 +165,28 @@ pub fn route_gsi(gsi: u32, vector: u8, polarity: Polarity, trigger: Trigger) -> 
     io.write(0x10 + 2 * pin + 1, id() << 24);
     io.write(0x10 + 2 * pin, low);
     true
+}
+
+fn set_gsi_mask(list: &[IoApic], gsi: u32, masked: bool) {
+    let Some(io) = list.iter().find(|a| gsi >= a.gsi_base && gsi - a.gsi_base < a.pins) else { return };
+    let reg = 0x10 + 2 * (gsi - io.gsi_base);
+    let low = io.read(reg);
+    io.write(reg, if masked { low | (1 << 16) } else { low & !(1 << 16) });
+}
+
+/// Masks a GSI from an interrupt handler (interrupts are off). Main-loop code
+/// touches the I/O APICs only with interrupts off, so the lock is free here;
+/// if it were not, the line stays unmasked and simply interrupts again.
+pub fn mask_gsi_from_irq(gsi: u32) {
+    if let Some(list) = IOAPICS.try_lock() {
+        set_gsi_mask(&list, gsi, true);
+    }
+}
+
+/// Unmasks a GSI (from the main loop).
+pub fn unmask_gsi(gsi: u32) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let list = IOAPICS.lock();
+        set_gsi_mask(&list, gsi, false);
+    });
 }

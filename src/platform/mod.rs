@@ -3,13 +3,18 @@
 
 pub mod apic;
 pub mod cpu;
+pub mod devhal;
+pub mod dma;
 pub mod exit;
 pub mod frames;
 pub mod gdt;
 pub mod heap;
 pub mod idt;
+pub mod irq;
 pub mod logger;
+pub mod mmio;
 pub mod paging;
+pub mod pci_cfg;
 pub mod phys;
 pub mod pvh;
 pub mod serial;

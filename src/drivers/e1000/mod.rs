@@ -1,0 +1,394 @@
+//! Intel 8254x (QEMU `-device e1000`, 82540EM) driver.
+//!
+//! Reset and init, MAC from RAL/RAH or the EEPROM, 256-descriptor RX and TX
+//! rings with a fixed buffer pool, promiscuous receive, interrupt moderation
+//! (ITR), link-change logging, and a watchdog that resets the device when the
+//! transmit ring stops moving or a register holds an impossible value.
+#![forbid(unsafe_code)]
+
+pub mod ring;
+
+#[cfg(test)]
+mod tests;
+
+use crate::drivers::port::{Port, PortStats};
+use crate::hal::{Hal, HalError, Regs};
+use log::{info, warn};
+use ring::{RingError, RxPoll, RxRing, TxError, TxRing};
+
+/// PCI vendor id (Intel).
+pub const VENDOR: u16 = 0x8086;
+/// Device ids this driver accepts: 82540EM (QEMU e1000).
+pub const DEVICES: &[u16] = &[0x100e];
+
+/// Register offsets.
+pub mod reg {
+    /// Device control.
+    pub const CTRL: usize = 0x0000;
+    /// Device status.
+    pub const STATUS: usize = 0x0008;
+    /// EEPROM read.
+    pub const EERD: usize = 0x0014;
+    /// Interrupt cause read (clears on read).
+    pub const ICR: usize = 0x00c0;
+    /// Interrupt throttling.
+    pub const ITR: usize = 0x00c4;
+    /// Interrupt mask set.
+    pub const IMS: usize = 0x00d0;
+    /// Interrupt mask clear.
+    pub const IMC: usize = 0x00d8;
+    /// Receive control.
+    pub const RCTL: usize = 0x0100;
+    /// Transmit control.
+    pub const TCTL: usize = 0x0400;
+    /// Transmit inter-packet gap.
+    pub const TIPG: usize = 0x0410;
+    /// RX descriptor base low/high, length, head, tail, delay timer.
+    pub const RDBAL: usize = 0x2800;
+    /// RX base high.
+    pub const RDBAH: usize = 0x2804;
+    /// RX ring length in bytes.
+    pub const RDLEN: usize = 0x2808;
+    /// RX head.
+    pub const RDH: usize = 0x2810;
+    /// RX tail.
+    pub const RDT: usize = 0x2818;
+    /// RX delay timer.
+    pub const RDTR: usize = 0x2820;
+    /// TX descriptor base low.
+    pub const TDBAL: usize = 0x3800;
+    /// TX base high.
+    pub const TDBAH: usize = 0x3804;
+    /// TX ring length in bytes.
+    pub const TDLEN: usize = 0x3808;
+    /// TX head.
+    pub const TDH: usize = 0x3810;
+    /// TX tail.
+    pub const TDT: usize = 0x3818;
+    /// Missed packets count (clears on read).
+    pub const MPC: usize = 0x4010;
+    /// Multicast table array (128 dwords).
+    pub const MTA: usize = 0x5200;
+    /// Receive address low/high 0.
+    pub const RAL0: usize = 0x5400;
+    /// Receive address high 0.
+    pub const RAH0: usize = 0x5404;
+}
+
+/// CTRL bits.
+pub mod ctrl {
+    /// Auto-speed detection.
+    pub const ASDE: u32 = 1 << 5;
+    /// Set link up.
+    pub const SLU: u32 = 1 << 6;
+    /// Device reset (self-clearing).
+    pub const RST: u32 = 1 << 26;
+    /// PHY reset.
+    pub const PHY_RST: u32 = 1 << 31;
+    /// Link reset.
+    pub const LRST: u32 = 1 << 3;
+}
+
+/// Interrupt cause bits (ICR/IMS).
+pub mod int {
+    /// TX descriptor written back.
+    pub const TXDW: u32 = 1 << 0;
+    /// Link status change.
+    pub const LSC: u32 = 1 << 2;
+    /// RX descriptor minimum threshold.
+    pub const RXDMT0: u32 = 1 << 4;
+    /// RX overrun.
+    pub const RXO: u32 = 1 << 6;
+    /// RX timer (a frame arrived).
+    pub const RXT0: u32 = 1 << 7;
+}
+
+/// RCTL bits.
+pub mod rctl {
+    /// Receiver enable.
+    pub const EN: u32 = 1 << 1;
+    /// Unicast promiscuous.
+    pub const UPE: u32 = 1 << 3;
+    /// Multicast promiscuous.
+    pub const MPE: u32 = 1 << 4;
+    /// Long packets (frames above 1522 reach the ring, spanning buffers, and
+    /// are counted as oversized instead of vanishing inside the device).
+    pub const LPE: u32 = 1 << 5;
+    /// Broadcast accept.
+    pub const BAM: u32 = 1 << 15;
+    /// Strip CRC.
+    pub const SECRC: u32 = 1 << 26;
+}
+
+/// TCTL bits.
+pub mod tctl {
+    /// Transmitter enable.
+    pub const EN: u32 = 1 << 1;
+    /// Pad short packets.
+    pub const PSP: u32 = 1 << 3;
+}
+
+/// Ring sizes (descriptors).
+pub const RING_SIZE: usize = 256;
+/// Interrupt throttle in 256 ns units: 196 = 50 µs, at most 20 000 interrupts/s.
+pub const ITR_VALUE: u32 = 196;
+/// A transmit ring that made no progress for this long is hung.
+pub const TX_HANG_NS: u64 = 2_000_000_000;
+
+/// Driver errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum E1000Error {
+    /// Memory for rings could not be had.
+    Hal(HalError),
+    /// Ring setup failed.
+    Ring(RingError),
+    /// The device did not leave reset (CTRL value).
+    ResetTimeout(u32),
+    /// The register window is too small for this device.
+    WindowTooSmall(usize),
+}
+
+/// One e1000.
+pub struct E1000<H: Hal> {
+    hal: H,
+    regs: H::Regs,
+    rx: RxRing<H::Dma>,
+    tx: TxRing<H::Dma>,
+    mac: [u8; 6],
+    link: bool,
+    stats: PortStats,
+    tx_progress_ns: u64,
+}
+
+fn mac_from_ral(lo: u32, hi: u32) -> Option<[u8; 6]> {
+    let l = lo.to_le_bytes();
+    let h = hi.to_le_bytes();
+    let mac = [l[0], l[1], l[2], l[3], h[0], h[1]];
+    (hi & (1 << 31) != 0 && valid_mac(&mac)).then_some(mac)
+}
+
+fn valid_mac(mac: &[u8; 6]) -> bool {
+    mac != &[0; 6] && mac != &[0xff; 6] && mac[0] & 1 == 0
+}
+
+impl<H: Hal> E1000<H> {
+    /// Resets and initialises the device behind `regs` (BAR 0, memory).
+    pub fn new(hal: H, regs: H::Regs) -> Result<Self, E1000Error> {
+        if regs.len() < 0x6000 {
+            return Err(E1000Error::WindowTooSmall(regs.len()));
+        }
+        let dma = |bytes| hal.alloc_dma(bytes).map_err(E1000Error::Hal);
+        let rx = RxRing::new(dma(RING_SIZE * ring::DESC_SIZE)?, dma(RING_SIZE * ring::BUF_SIZE)?, RING_SIZE)
+            .map_err(E1000Error::Ring)?;
+        let tx = TxRing::new(dma(RING_SIZE * ring::DESC_SIZE)?, dma(RING_SIZE * ring::BUF_SIZE)?, RING_SIZE)
+            .map_err(E1000Error::Ring)?;
+        let mut d =
+            Self { hal, regs, rx, tx, mac: [0; 6], link: false, stats: PortStats::default(), tx_progress_ns: 0 };
+        d.reset_device()?;
+        let mac = mac_from_ral(d.regs.read32(reg::RAL0), d.regs.read32(reg::RAH0)).or_else(|| d.eeprom_mac());
+        d.mac = mac.unwrap_or([0x02, 0x78, 0x76, 0x69, 0x66, 0x01]);
+        if mac.is_none() {
+            warn!("e1000: no MAC in RAL0 or the EEPROM; using {:02x?}", d.mac);
+        }
+        d.init_rings();
+        d.link = d.regs.read32(reg::STATUS) & 2 != 0;
+        Ok(d)
+    }
+
+    fn eeprom_word(&self, addr: u8) -> Option<u16> {
+        self.regs.write32(reg::EERD, (u32::from(addr) << 8) | 1);
+        for _ in 0..1000 {
+            let v = self.regs.read32(reg::EERD);
+            if v & (1 << 4) != 0 {
+                return Some((v >> 16) as u16);
+            }
+            self.hal.delay_us(1);
+        }
+        None
+    }
+
+    fn eeprom_mac(&self) -> Option<[u8; 6]> {
+        let mut mac = [0u8; 6];
+        for i in 0..3u8 {
+            let w = self.eeprom_word(i)?.to_le_bytes();
+            mac[usize::from(i) * 2] = w[0];
+            mac[usize::from(i) * 2 + 1] = w[1];
+        }
+        valid_mac(&mac).then_some(mac)
+    }
+
+    fn reset_device(&mut self) -> Result<(), E1000Error> {
+        self.regs.write32(reg::IMC, u32::MAX);
+        self.regs.write32(reg::RCTL, 0);
+        self.regs.write32(reg::TCTL, 0);
+        let c = self.regs.read32(reg::CTRL);
+        self.regs.write32(reg::CTRL, c | ctrl::RST);
+        self.hal.delay_us(10);
+        let mut left = 1000;
+        while self.regs.read32(reg::CTRL) & ctrl::RST != 0 {
+            left -= 1;
+            if left == 0 {
+                return Err(E1000Error::ResetTimeout(self.regs.read32(reg::CTRL)));
+            }
+            self.hal.delay_us(10);
+        }
+        self.regs.write32(reg::IMC, u32::MAX);
+        let _ = self.regs.read32(reg::ICR);
+        Ok(())
+    }
+
+    fn init_rings(&mut self) {
+        let c = self.regs.read32(reg::CTRL);
+        self.regs.write32(reg::CTRL, (c | ctrl::SLU | ctrl::ASDE) & !(ctrl::LRST | ctrl::PHY_RST));
+        let m = self.mac;
+        self.regs.write32(reg::RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        self.regs.write32(reg::RAH0, u32::from(m[4]) | (u32::from(m[5]) << 8) | (1 << 31));
+        for i in 0..128 {
+            self.regs.write32(reg::MTA + 4 * i, 0);
+        }
+        self.rx.reset();
+        self.tx.reset();
+        self.regs.write64(reg::RDBAL, self.rx.paddr());
+        self.regs.write32(reg::RDLEN, (self.rx.size() * ring::DESC_SIZE) as u32);
+        self.regs.write32(reg::RDH, 0);
+        self.regs.write32(reg::RDT, self.rx.initial_tail());
+        self.regs.write32(reg::RDTR, 0);
+        self.regs.write64(reg::TDBAL, self.tx.paddr());
+        self.regs.write32(reg::TDLEN, (self.tx.size() * ring::DESC_SIZE) as u32);
+        self.regs.write32(reg::TDH, 0);
+        self.regs.write32(reg::TDT, 0);
+        self.regs.write32(reg::TIPG, 10 | (8 << 10) | (6 << 20));
+        self.regs.write32(reg::TCTL, tctl::EN | tctl::PSP | (0x0f << 4) | (0x40 << 12));
+        self.regs.write32(
+            reg::RCTL,
+            rctl::EN | rctl::UPE | rctl::MPE | rctl::BAM | rctl::LPE | rctl::SECRC, // BSIZE 00 = 2048
+        );
+        self.regs.write32(reg::ITR, ITR_VALUE);
+        self.regs.write32(reg::IMS, int::LSC | int::RXT0 | int::RXDMT0 | int::RXO);
+        self.tx_progress_ns = self.hal.now_ns();
+    }
+
+    /// Resets the device and re-arms both rings (after a hang).
+    fn recover(&mut self, why: core::fmt::Arguments<'_>) {
+        warn!("e1000: {why}; resetting the device");
+        self.stats.resets += 1;
+        self.stats.tx.drops += self.tx.in_flight() as u64;
+        if let Err(e) = self.reset_device() {
+            warn!("e1000: reset failed: {e:?}");
+        }
+        self.init_rings();
+    }
+
+    fn check_link(&mut self) {
+        let up = self.regs.read32(reg::STATUS) & 2 != 0;
+        if up != self.link {
+            self.link = up;
+            self.stats.link_changes += 1;
+            info!("e1000: link {}", if up { "up" } else { "down" });
+        }
+    }
+}
+
+impl<H: Hal> Port for E1000<H> {
+    fn name(&self) -> &'static str {
+        "e1000"
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn link_up(&self) -> bool {
+        self.link
+    }
+
+    fn service(&mut self, now_ns: u64) -> bool {
+        let icr = self.regs.read32(reg::ICR);
+        if icr == u32::MAX {
+            // All-ones: the device fell off the bus or the window is wrong.
+            self.recover(format_args!("ICR reads all-ones"));
+            return true;
+        }
+        if icr != 0 {
+            self.stats.irqs += 1;
+        }
+        if icr & int::LSC != 0 {
+            self.check_link();
+        }
+        if icr & int::RXO != 0 {
+            self.stats.rx.drops += u64::from(self.regs.read32(reg::MPC));
+        }
+        let reclaimed = self.tx.reclaim();
+        if reclaimed > 0 || self.tx.in_flight() == 0 {
+            self.tx_progress_ns = now_ns;
+        }
+        let rdh = self.regs.read32(reg::RDH);
+        let tdh = self.regs.read32(reg::TDH);
+        if rdh as usize >= self.rx.size() || tdh as usize >= self.tx.size() {
+            self.recover(format_args!("impossible ring head (RDH {rdh}, TDH {tdh}, ring {})", self.rx.size()));
+            return true;
+        }
+        if self.tx.in_flight() > 0 && now_ns.saturating_sub(self.tx_progress_ns) > TX_HANG_NS {
+            self.recover(format_args!(
+                "transmit ring hung ({} descriptors in flight, TDH {tdh}, no progress for {} ms)",
+                self.tx.in_flight(),
+                now_ns.saturating_sub(self.tx_progress_ns) / 1_000_000
+            ));
+            return true;
+        }
+        icr != 0 || reclaimed > 0
+    }
+
+    fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let mut f = Some(f);
+        // Bounded: skip at most one ring's worth of bad frames per call.
+        for _ in 0..self.rx.size() {
+            match self.rx.poll(&mut self.stats, |b| f.take().map(|f| f(b))) {
+                RxPoll::Empty => return None,
+                RxPoll::Frame { result, tail } => {
+                    self.regs.write32(reg::RDT, tail);
+                    return result;
+                }
+                RxPoll::Dropped { tail } => self.regs.write32(reg::RDT, tail),
+            }
+        }
+        None
+    }
+
+    fn transmit<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, f: F) -> Result<R, F> {
+        if !self.tx.has_room() {
+            self.tx.reclaim();
+        }
+        match self.tx.push(len, f) {
+            Ok((r, tail)) => {
+                self.regs.write32(reg::TDT, tail);
+                self.stats.tx.packets += 1;
+                self.stats.tx.bytes += len as u64;
+                Ok(r)
+            }
+            Err((TxError::Full, f)) => {
+                self.stats.tx.drops += 1;
+                Err(f)
+            }
+            Err((TxError::BadLength(_), f)) => {
+                self.stats.tx.errors += 1;
+                Err(f)
+            }
+        }
+    }
+
+    fn can_transmit(&self) -> bool {
+        self.tx.has_room()
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+}
+
+impl<H: Hal> E1000<H> {
+    /// Descriptors in flight on the transmit ring.
+    pub fn tx_in_flight(&self) -> usize {
+        self.tx.in_flight()
+    }
+}

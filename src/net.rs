@@ -1,0 +1,191 @@
+//! NIC bring-up on the machine: find a supported NIC on PCI, choose its
+//! interrupt (MSI-X, MSI, INTx through the I/O APIC, or polling), start the
+//! driver and the management stack, and register them as one task.
+//! Target-only wiring; contains no `unsafe`.
+#![forbid(unsafe_code)]
+
+use crate::acpi::AcpiInfo;
+use crate::config::{Config, NicMode};
+use crate::drivers::e1000::{self, E1000};
+use crate::drivers::pci::{self, PciDevice, cmd};
+use crate::drivers::port::{Port, PortStats};
+use crate::drivers::virtio_net::{self, VirtioNet};
+use crate::hal::Hal;
+use crate::mgmt::{Mgmt, MgmtConfig};
+use crate::platform::devhal::Hw;
+use crate::platform::irq::IrqFlag;
+use crate::platform::pci_cfg;
+use crate::timer::{Nanos, Progress, Task};
+use alloc::boxed::Box;
+use log::{info, warn};
+
+/// Polling interval in `nic=poll` mode (and the housekeeping interval otherwise).
+const POLL_NS: u64 = 100_000;
+const HOUSEKEEPING_NS: u64 = 500_000_000;
+
+/// The NIC this kernel drives.
+// One instance per machine, inside a boxed task: the size difference is moot.
+#[allow(clippy::large_enum_variant)]
+pub enum Nic {
+    /// Intel 8254x.
+    E1000(E1000<Hw>),
+    /// virtio-net.
+    Virtio(VirtioNet<Hw>),
+}
+
+macro_rules! each {
+    ($self:ident, $d:ident => $e:expr) => {
+        match $self {
+            Nic::E1000($d) => $e,
+            Nic::Virtio($d) => $e,
+        }
+    };
+}
+
+impl Port for Nic {
+    fn name(&self) -> &'static str {
+        each!(self, d => d.name())
+    }
+    fn mac(&self) -> [u8; 6] {
+        each!(self, d => d.mac())
+    }
+    fn link_up(&self) -> bool {
+        each!(self, d => d.link_up())
+    }
+    fn service(&mut self, now_ns: u64) -> bool {
+        each!(self, d => d.service(now_ns))
+    }
+    fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        each!(self, d => d.receive(f))
+    }
+    fn transmit<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, f: F) -> Result<R, F> {
+        each!(self, d => d.transmit(len, f))
+    }
+    fn can_transmit(&self) -> bool {
+        each!(self, d => d.can_transmit())
+    }
+    fn stats(&self) -> PortStats {
+        each!(self, d => d.stats())
+    }
+}
+
+/// The NIC plus the management stack, polled by the main loop.
+pub struct NicTask {
+    nic: Nic,
+    mgmt: Mgmt,
+    irq: Option<IrqFlag>,
+    stack_at: Option<Nanos>,
+}
+
+impl Task for NicTask {
+    fn name(&self) -> &str {
+        self.nic.name()
+    }
+
+    fn poll(&mut self, now: Nanos) -> Progress {
+        let fired = self.irq.as_ref().is_some_and(IrqFlag::take);
+        let mut busy = self.nic.service(now);
+        busy |= self.mgmt.poll(&mut self.nic, now);
+        if fired && let Some(irq) = &self.irq {
+            irq.unmask();
+        }
+        self.stack_at = self.mgmt.poll_at(now);
+        if busy { Progress::Busy } else { Progress::Idle }
+    }
+
+    fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
+        let every = if self.irq.is_some() { HOUSEKEEPING_NS } else { POLL_NS };
+        Some(self.stack_at.map_or(now + every, |at| at.min(now + every)))
+    }
+}
+
+fn mac_str(m: [u8; 6]) -> alloc::string::String {
+    alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+/// Chooses and programs the interrupt for `dev`: MSI-X, then MSI, then INTx.
+fn setup_irq(cfgs: &pci_cfg::Config, dev: &PciDevice, mode: NicMode, madt: bool) -> (Option<IrqFlag>, &'static str) {
+    if mode == NicMode::Poll {
+        return (None, "polling (nic=poll)");
+    }
+    let Some(flag) = IrqFlag::alloc() else { return (None, "polling (no interrupt vector left)") };
+    let msg = flag.msi_message();
+    if dev.cap(pci::cap_id::MSIX).is_some() {
+        match pci::enable_msix(cfgs, &Hw, dev, &[msg]) {
+            Ok(_) => return (Some(flag), "MSI-X"),
+            Err(e) => warn!("nic: MSI-X setup failed: {e:?}"),
+        }
+    }
+    if dev.cap(pci::cap_id::MSI).is_some() && pci::enable_msi(cfgs, dev, msg.0, msg.1).is_ok() {
+        return (Some(flag), "MSI");
+    }
+    if madt && dev.irq_pin != 0 && dev.irq_line != 0 && dev.irq_line != 0xff && flag.route_intx(u32::from(dev.irq_line))
+    {
+        pci::enable(cfgs, dev.bdf, 0, cmd::INTX_DISABLE);
+        return (Some(flag), "INTx");
+    }
+    (None, "polling (no usable interrupt)")
+}
+
+/// Finds a NIC and starts it with the management stack; None when there is none.
+pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Send>> {
+    let ecam = acpi.map_or(&[][..], |a| &a.ecam[..]);
+    let cfgs = pci_cfg::Config::new(ecam);
+    let access = if matches!(cfgs, pci_cfg::Config::Ecam(_)) { "ECAM" } else { "port I/O" };
+    let devs = pci::enumerate(&cfgs);
+    info!("pci: {} function(s) via {access}", devs.len());
+    for d in &devs {
+        log::debug!(
+            "pci: {} {:04x}:{:04x} class {:02x}.{:02x} bars {:x?}",
+            d.bdf,
+            d.vendor,
+            d.device,
+            d.class.0,
+            d.class.1,
+            d.bars
+        );
+    }
+    let madt = acpi.is_some_and(|a| a.madt.is_some());
+    let now = Hw.now_ns();
+    for dev in &devs {
+        let is_e1000 = dev.vendor == e1000::VENDOR && e1000::DEVICES.contains(&dev.device);
+        let is_virtio = virtio_net::matches(dev.vendor, dev.device);
+        if !is_e1000 && !is_virtio {
+            continue;
+        }
+        pci::enable(&cfgs, dev.bdf, cmd::MEM | cmd::MASTER, cmd::IO);
+        // Interrupts first: virtio binds its queues to the MSI-X vector at bring-up.
+        let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt);
+        let nic = if is_e1000 {
+            let Some((bar, size)) = dev.mem_bar(0) else { continue };
+            match Hw.map_regs(bar, size).map_err(e1000::E1000Error::Hal).and_then(|r| E1000::new(Hw, r)) {
+                Ok(d) => Nic::E1000(d),
+                Err(e) => {
+                    warn!("nic: e1000 at {}: {e:?}", dev.bdf);
+                    continue;
+                }
+            }
+        } else {
+            match VirtioNet::new(Hw, &cfgs, dev, how == "MSI-X") {
+                Ok(d) => Nic::Virtio(d),
+                Err(e) => {
+                    warn!("nic: virtio-net at {}: {e:?}", dev.bdf);
+                    continue;
+                }
+            }
+        };
+        let mut nic = nic;
+        info!(
+            "nic: {} at {} mac {} link {}, interrupts: {how}{}",
+            nic.name(),
+            dev.bdf,
+            mac_str(nic.mac()),
+            if nic.link_up() { "up" } else { "down" },
+            irq.as_ref().map_or(alloc::string::String::new(), |f| alloc::format!(" (vector {:#x})", f.vector()))
+        );
+        let mgmt = Mgmt::new(&mut nic, MgmtConfig { ip: cfg.ip, gw: cfg.gw }, now);
+        return Some(Box::new(NicTask { nic, mgmt, irq, stack_at: None }));
+    }
+    info!("nic: no supported NIC found (e1000 82540EM, virtio-net)");
+    None
+}
