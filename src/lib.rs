@@ -18,6 +18,7 @@ pub mod memory;
 pub mod mgmt;
 pub mod timer;
 pub mod xen;
+pub mod xenbus;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;

@@ -93,6 +93,12 @@ impl FakeXenstore {
         let prefix = alloc::format!("{path}/");
         self.nodes.borrow_mut().retain(|k, _| k != path && !k.starts_with(&prefix));
         self.fire(path);
+        // Removing a node fires the watches of everything below it too.
+        let below: Vec<(String, String)> =
+            self.watches.borrow().iter().filter(|(w, _)| w.starts_with(&prefix)).cloned().collect();
+        for (w, token) in below {
+            self.queue(MsgType::WatchEvent, 0, 0, &[w.as_bytes(), b"\0", token.as_bytes(), b"\0"]);
+        }
     }
 
     /// Writes garbage indices into the response ring.

@@ -276,7 +276,7 @@ if [ -f /guests/autorun.sh ]; then
   echo "dom0-init: running /guests/autorun.sh"
   sh /guests/autorun.sh; echo "dom0-init: autorun.sh exited rc=$?"
 fi
-export PS1='dom0# '
+export PS1='dom0# ' ENV=/etc/xvif-console.sh
 # The shell must NOT be PID 1: orphans (e.g. xl's per-domain monitor process)
 # are reparented to PID 1, and a shell that exits (EOF, EINTR) as PID 1 panics
 # dom0. This loop reaps orphans and respawns the shell if it ever exits.
@@ -286,6 +286,18 @@ while :; do
 done
 EOF
 chmod +x "$R/init"
+# Helpers for xenvm.py (read by every interactive console shell via $ENV).
+# Xen keeps only 128 bytes of serial input for dom0 and drops the rest
+# silently, so xenvm never has more than one short line in flight: it frames
+# commands with short calls, and ships long ones in acknowledged pieces.
+cat >"$R/etc/xvif-console.sh" <<'EOF'
+_b() { echo "__XVB${1}__"; }                      # begin marker
+_e() { echo "__XVE${1}__ rc=${2}"; }              # end marker + status
+_z() { : >/tmp/.xvc; echo "__XVA${1}__"; }        # start an upload
+_a() { echo "$1" >>/tmp/.xvc; echo "__XVA${2}__"; }   # append a base64 piece
+_w() { base64 -d /tmp/.xvc >"$1"; }               # decode the upload to a file
+_r() { base64 -d /tmp/.xvc >/tmp/.xvs && . /tmp/.xvs; }  # run it in this shell
+EOF
 mkcpio "$R" "$WORK/out/dom0.cpio.gz"
 log "dom0.cpio.gz $(du -h "$WORK/out/dom0.cpio.gz" | cut -f1) ($(du -sh "$R" | cut -f1) unpacked)"
 

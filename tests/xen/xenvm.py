@@ -65,7 +65,10 @@ FATAL_PATTERNS = [
 XEN_LINE = re.compile(r"^\s*\((XEN|d\d+)\)")
 
 
-MAX_TYPED = 700          # longer commands go through a file (ash's 1024-char line limit)
+# Xen buffers only 128 bytes of serial input for dom0 and silently drops the
+# rest; only one line is ever in flight, so lines stay well below that.
+MAX_TYPED = 80           # longer commands are uploaded in pieces, then sourced
+PIECE = 88               # base64 characters per upload line
 KEEP_RUNS = 20           # default log dirs kept under $XVIF_CACHE/xen-runs
 
 
@@ -406,22 +409,17 @@ class XenVM:
         cmd = cmd.strip()
         start = time.time()
         if "\n" in cmd or len(cmd) > MAX_TYPED:
-            # busybox ash's line editor takes at most 1024 characters a line
-            # (longer input is silently lost): ship the command as a file
-            # (base64 in short lines) and source it in the console shell.
-            self.n += 1
-            path = "/tmp/.xvcmd%d" % self.n
-            self.write_file(path, cmd + "\n")
+            # Too long to type safely: ship it in acknowledged base64 pieces,
+            # then source it in this shell (same effect as typing it).
+            self._upload(cmd.encode() + b"\n")
             self.n += 1
             n = self.n
-            line = "echo __XV''B%d__; . %s; __xvrc=$?; rm -f %s; echo __XV''E%d__ rc=$__xvrc" % (
-                n, path, path, n)
+            line = "_b %d;_r;_e %d $?" % (n, n)
         else:
             self.n += 1
             n = self.n
-            sep = " " if cmd.endswith("&") else "; "
-            # the quotes keep the markers in the *typed* line from matching
-            line = "echo __XV''B%d__; %s%secho __XV''E%d__ rc=$?" % (n, cmd, sep, n)
+            sep = " " if cmd.endswith("&") else ";"
+            line = "_b %d;%s%s_e %d $?" % (n, cmd, sep, n)
         self.p.sendline(line)
         try:
             self._expect(r"__XVB%d__\r*\n" % n, timeout)
@@ -506,17 +504,31 @@ class XenVM:
                 raise XenVMError("%r not seen within %.0f s in: %s" % (pattern, timeout, cmd))
             time.sleep(interval)
 
-    def write_file(self, path, data):
-        """Write a (small) file inside dom0 through the console (base64)."""
+    def _upload(self, data, timeout=60):
+        """Put `data` into dom0's /tmp/.xvc as base64, one short acknowledged
+        line at a time (see MAX_TYPED)."""
         import base64
+        b64 = base64.b64encode(data).decode()
+        pieces = [b64[i:i + PIECE] for i in range(0, len(b64), PIECE)]
+        for k, piece in enumerate([None] + pieces):
+            self.n += 1
+            if piece is None:
+                self.p.sendline("_z %d" % self.n)
+            else:
+                self.p.sendline("_a %s %d" % (piece, self.n))
+            try:
+                self._expect(r"__XVA%d__" % self.n, timeout)
+            except pexpect.TIMEOUT:
+                self.p.send("\x03")
+                self._resync()
+                raise XenVMError("upload to dom0 stalled (piece %d of %d)" % (k, len(pieces))) from None
+
+    def write_file(self, path, data):
+        """Write a file inside dom0 through the console (base64 pieces)."""
         if isinstance(data, str):
             data = data.encode()
-        b64 = base64.b64encode(data).decode()
-        self.sh(": > %s.b64" % path, record=False, quiet=True, check=True)
-        for i in range(0, len(b64), 512):
-            self.sh("echo %s >> %s.b64" % (b64[i:i + 512], path), record=False, quiet=True, check=True)
-        self.sh("base64 -d %s.b64 > %s && rm %s.b64" % (path, path, path), record=False, quiet=True,
-                check=True)
+        self._upload(data)
+        self.sh("_w %s" % path, record=False, quiet=True, check=True)
 
     # ------------------------------------------------------------ diagnostics
     def serial_tail(self, lines=150):

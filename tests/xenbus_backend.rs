@@ -1,0 +1,347 @@
+//! The vif backend's xenbus handshake and teardown paths, with an in-memory
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+//! xenstore playing the toolstack and the frontend.
+
+use xvif::testing::xenstore::FakeXenstore;
+use xvif::xen::xenstore::{Client, XsIo};
+use xvif::xen::{DomId, EvtchnPort, GrantRef};
+use xvif::xenbus::backend::{Backend, EventChannels, FrontendInfo, MAX_DEVICES, VifHost, VifId};
+
+const ME: u16 = 1;
+const BE_ROOT: &str = "/local/domain/1/backend/vif";
+
+#[derive(Default)]
+struct Host {
+    connected: Vec<(VifId, [u8; 6], FrontendInfo)>,
+    disconnected: Vec<VifId>,
+    fail_connect: bool,
+}
+
+impl VifHost for Host {
+    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
+        if self.fail_connect {
+            return Err("no grant mapping space".into());
+        }
+        self.connected.push((id, mac, *fe));
+        Ok(())
+    }
+    fn disconnect(&mut self, id: VifId) {
+        self.disconnected.push(id);
+    }
+}
+
+struct World {
+    xs: FakeXenstore,
+    c: Client,
+    be: Backend,
+    host: Host,
+}
+
+impl World {
+    fn new() -> Self {
+        let xs = FakeXenstore::new(ME);
+        let mut c = Client::new();
+        let be = Backend::start(&mut c, &xs, "/local/domain/1").unwrap();
+        let mut w = World { xs, c, be, host: Host::default() };
+        w.settle();
+        w
+    }
+
+    /// Delivers watch events until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..100 {
+            self.xs.serve();
+            let _ = self.c.pump(self.xs.mem());
+            let mut any = false;
+            while let Some(ev) = self.c.next_event() {
+                any = true;
+                if Backend::owns_token(&ev.token) {
+                    self.be.handle_event(&mut self.c, &self.xs, &ev, &mut self.host);
+                }
+            }
+            self.be.finish(&mut self.c, &self.xs, &mut self.host);
+            if !any {
+                return;
+            }
+        }
+        panic!("watch events did not settle");
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        self.xs.get(path).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// What the toolstack writes for `vif=['backend=xvif,mac=...']`.
+    fn toolstack_add(&mut self, fe: u16, devid: u32, mac: &str) {
+        let be = format!("{BE_ROOT}/{fe}/{devid}");
+        let fep = format!("/local/domain/{fe}/device/vif/{devid}");
+        for (k, v) in [
+            ("frontend", fep.as_str()),
+            ("frontend-id", &fe.to_string()),
+            ("online", "1"),
+            ("mac", mac),
+            ("handle", &devid.to_string()),
+            ("type", "vif"),
+            ("hotplug-status", ""),
+            ("state", "1"),
+        ] {
+            self.xs.set(&format!("{be}/{k}"), v.as_bytes(), 0);
+        }
+        for (k, v) in [("backend", be.as_str()), ("backend-id", "1"), ("state", "1"), ("mac", mac)] {
+            self.xs.set(&format!("{fep}/{k}"), v.as_bytes(), fe);
+        }
+        self.settle();
+    }
+
+    /// What Linux netfront writes to connect.
+    fn frontend_connect(&mut self, fe: u16, devid: u32, split: bool) {
+        let fep = format!("/local/domain/{fe}/device/vif/{devid}");
+        let mut keys = vec![
+            ("tx-ring-ref", "8"),
+            ("rx-ring-ref", "9"),
+            ("request-rx-copy", "1"),
+            ("feature-rx-notify", "1"),
+            ("feature-sg", "1"),
+            ("feature-gso-tcpv4", "1"),
+            ("feature-gso-tcpv6", "1"),
+            ("feature-ipv6-csum-offload", "1"),
+            ("multi-queue-num-queues", "1"),
+        ];
+        if split {
+            keys.push(("event-channel-tx", "7"));
+            keys.push(("event-channel-rx", "6"));
+        } else {
+            keys.push(("event-channel", "5"));
+        }
+        for (k, v) in keys {
+            self.xs.set(&format!("{fep}/{k}"), v.as_bytes(), fe);
+        }
+        self.xs.set(&format!("{fep}/state"), b"4", fe);
+        self.settle();
+    }
+
+    fn be_state(&self, fe: u16, devid: u32) -> Option<String> {
+        self.get(&format!("{BE_ROOT}/{fe}/{devid}/state"))
+    }
+}
+
+fn id(fe: u16, devid: u32) -> VifId {
+    VifId { frontend: DomId(fe), devid }
+}
+
+#[test]
+fn full_handshake_connects_with_split_channels() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    let be = format!("{BE_ROOT}/5/0");
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("2"));
+    assert_eq!(w.get(&format!("{be}/hotplug-status")).as_deref(), Some("connected"));
+    assert_eq!(w.get(&format!("{be}/feature-sg")).as_deref(), Some("1"));
+    assert_eq!(w.get(&format!("{be}/feature-rx-copy")).as_deref(), Some("1"));
+    assert_eq!(w.get(&format!("{be}/feature-split-event-channels")).as_deref(), Some("1"));
+    assert_eq!(w.get(&format!("{be}/multi-queue-max-queues")).as_deref(), Some("1"));
+    assert!(w.host.connected.is_empty());
+    w.frontend_connect(5, 0, true);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("4"));
+    assert_eq!(w.host.connected.len(), 1);
+    let (vid, mac, info) = w.host.connected[0];
+    assert_eq!(vid, id(5, 0));
+    assert_eq!(mac, [0, 0x16, 0x3e, 0, 0, 5]);
+    assert_eq!(info.tx_ring_ref, GrantRef(8));
+    assert_eq!(info.rx_ring_ref, GrantRef(9));
+    assert_eq!(info.evtchn, EventChannels::Split { tx: EvtchnPort(7), rx: EvtchnPort(6) });
+    assert!(info.sg && info.gso_tcpv4 && info.gso_tcpv6 && info.ipv6_csum_offload && info.rx_notify);
+    assert!(!info.multicast_control);
+    assert_eq!(w.be.stats.connects, 1);
+}
+
+#[test]
+fn single_event_channel_and_two_devices() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.toolstack_add(6, 0, "00:16:3e:00:00:06");
+    w.toolstack_add(6, 1, "00:16:3e:00:01:06");
+    w.frontend_connect(6, 1, false);
+    assert_eq!(w.host.connected.len(), 1);
+    assert_eq!(w.host.connected[0].0, id(6, 1));
+    assert_eq!(w.host.connected[0].2.evtchn, EventChannels::Single(EvtchnPort(5)));
+    assert_eq!(w.be_state(6, 1).as_deref(), Some("4"));
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("2"));
+    assert_eq!(w.be.devices().count(), 3);
+}
+
+#[test]
+fn guest_reboot_closes_then_reconnects() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    let fep = "/local/domain/5/device/vif/0";
+    w.xs.set(&format!("{fep}/state"), b"5", 5);
+    w.settle();
+    assert_eq!(w.host.disconnected, vec![id(5, 0)]);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("5"));
+    w.xs.set(&format!("{fep}/state"), b"6", 5);
+    w.settle();
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("6"));
+    // Still online: the device stays for the rebooted guest.
+    assert_eq!(w.be.devices().count(), 1);
+    w.xs.set(&format!("{fep}/state"), b"1", 5);
+    w.settle();
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("2"));
+    w.frontend_connect(5, 0, true);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("4"));
+    assert_eq!(w.host.connected.len(), 2);
+    assert_eq!(w.host.disconnected.len(), 1, "disconnect happens once per connection");
+}
+
+#[test]
+fn network_detach_closes_and_removes_our_directory() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    // libxl: online=0, then state=5 in the backend dir; waits for 6 and removal.
+    let be = format!("{BE_ROOT}/5/0");
+    w.xs.set(&format!("{be}/online"), b"0", 0);
+    w.xs.set(&format!("{be}/state"), b"5", 0);
+    w.settle();
+    assert_eq!(w.host.disconnected, vec![id(5, 0)]);
+    assert_eq!(w.get(&be), None, "backend directory removed");
+    assert_eq!(w.get(&format!("{BE_ROOT}/5")), None, "empty per-frontend directory removed");
+    assert_eq!(w.be.devices().count(), 0);
+    assert_eq!(w.be.stats.removed, 1);
+    // Attach again later.
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    assert_eq!(w.host.connected.len(), 2);
+}
+
+#[test]
+fn destroyed_frontend_vanishes_without_closing() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    // xl destroy: the guest's whole xenstore tree disappears, no Closing.
+    w.xs.remove("/local/domain/5");
+    w.settle();
+    assert_eq!(w.host.disconnected, vec![id(5, 0)]);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("6"));
+    // The toolstack then takes us offline and waits for our directory to go.
+    let be = format!("{BE_ROOT}/5/0");
+    w.xs.set(&format!("{be}/online"), b"0", 0);
+    w.settle();
+    assert_eq!(w.get(&be), None);
+    assert_eq!(w.host.disconnected.len(), 1);
+}
+
+#[test]
+fn toolstack_removing_the_directory_disconnects() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, false);
+    w.xs.remove(&format!("{BE_ROOT}/5"));
+    w.settle();
+    assert_eq!(w.host.disconnected, vec![id(5, 0)]);
+    assert_eq!(w.be.devices().count(), 0);
+}
+
+#[test]
+fn hostile_backend_entries_fail_only_that_device() {
+    let mut w = World::new();
+    w.toolstack_add(7, 0, "not-a-mac");
+    assert_eq!(w.get(&format!("{BE_ROOT}/7/0/error")).as_deref(), Some("missing or malformed mac"));
+    assert_eq!(w.be_state(7, 0).as_deref(), Some("1"), "never offered");
+    // frontend-id disagreeing with the path
+    w.toolstack_add(8, 0, "00:16:3e:00:00:08");
+    w.xs.set(&format!("{BE_ROOT}/9/0/frontend"), b"/local/domain/9/device/vif/0", 0);
+    w.xs.set(&format!("{BE_ROOT}/9/0/frontend-id"), b"8", 0);
+    w.xs.set(&format!("{BE_ROOT}/9/0/mac"), b"00:16:3e:00:00:09", 0);
+    w.xs.set(&format!("{BE_ROOT}/9/0/state"), b"1", 0);
+    w.settle();
+    assert!(w.get(&format!("{BE_ROOT}/9/0/error")).unwrap().contains("frontend-id"));
+    // frontend path pointing into another domain
+    w.xs.set(&format!("{BE_ROOT}/10/0/frontend"), b"/local/domain/0/device/vif/0", 0);
+    w.xs.set(&format!("{BE_ROOT}/10/0/frontend-id"), b"10", 0);
+    w.xs.set(&format!("{BE_ROOT}/10/0/mac"), b"00:16:3e:00:00:0a", 0);
+    w.xs.set(&format!("{BE_ROOT}/10/0/state"), b"1", 0);
+    w.settle();
+    assert!(w.get(&format!("{BE_ROOT}/10/0/error")).unwrap().contains("outside"));
+    // Junk directory names are ignored.
+    w.xs.set(&format!("{BE_ROOT}/junk/0/state"), b"1", 0);
+    w.xs.set(&format!("{BE_ROOT}/11/x/state"), b"1", 0);
+    w.settle();
+    // The good device still works.
+    w.frontend_connect(8, 0, true);
+    assert_eq!(w.be_state(8, 0).as_deref(), Some("4"));
+    assert_eq!(w.host.connected.len(), 1);
+}
+
+#[test]
+fn hostile_frontend_entries_fail_the_connect() {
+    for (key, value, why) in [
+        ("tx-ring-ref", "-1", "ring-ref"),
+        ("tx-ring-ref", "99999999999", "ring-ref"),
+        ("multi-queue-num-queues", "4", "4 queues"),
+        ("request-rx-copy", "0", "rx-copy"),
+    ] {
+        let mut w = World::new();
+        w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+        let fep = "/local/domain/5/device/vif/0";
+        w.xs.set(&format!("{fep}/{key}"), value.as_bytes(), 5);
+        // frontend_connect writes the good values first: override after.
+        let mut keys =
+            vec![("rx-ring-ref", "9"), ("request-rx-copy", "1"), ("event-channel", "3"), ("tx-ring-ref", "8")];
+        keys.retain(|(k, _)| *k != key);
+        for (k, v) in keys {
+            w.xs.set(&format!("{fep}/{k}"), v.as_bytes(), 5);
+        }
+        w.xs.set(&format!("{fep}/state"), b"4", 5);
+        w.settle();
+        assert!(w.host.connected.is_empty(), "{key}={value}");
+        assert_eq!(w.be_state(5, 0).as_deref(), Some("5"), "{key}={value}");
+        assert!(w.get(&format!("{BE_ROOT}/5/0/error")).unwrap().contains(why), "{key}={value}");
+    }
+    // Missing event channel.
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    let fep = "/local/domain/5/device/vif/0";
+    for (k, v) in [("tx-ring-ref", "8"), ("rx-ring-ref", "9"), ("request-rx-copy", "1"), ("state", "4")] {
+        w.xs.set(&format!("{fep}/{k}"), v.as_bytes(), 5);
+    }
+    w.settle();
+    assert!(w.get(&format!("{BE_ROOT}/5/0/error")).unwrap().contains("event channel"));
+    // Garbage frontend state is ignored.
+    w.xs.set(&format!("{fep}/state"), b"banana", 5);
+    w.settle();
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("5"));
+}
+
+#[test]
+fn failed_connect_reports_and_closes() {
+    let mut w = World::new();
+    w.host.fail_connect = true;
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("5"));
+    assert!(w.get(&format!("{BE_ROOT}/5/0/error")).unwrap().contains("no grant mapping space"));
+    assert_eq!(w.be.stats.failed, 1);
+}
+
+#[test]
+fn number_of_devices_is_bounded() {
+    let mut w = World::new();
+    for fe in 0..(MAX_DEVICES as u16 + 6) {
+        let be = format!("{BE_ROOT}/{}/0", fe + 100);
+        for (k, v) in [
+            ("frontend", format!("/local/domain/{}/device/vif/0", fe + 100)),
+            ("frontend-id", (fe + 100).to_string()),
+            ("mac", "00:16:3e:00:00:01".to_string()),
+            ("online", "1".to_string()),
+            ("state", "1".to_string()),
+        ] {
+            w.xs.set(&format!("{be}/{k}"), v.as_bytes(), 0);
+        }
+    }
+    w.settle();
+    assert_eq!(w.be.devices().count(), MAX_DEVICES);
+    assert!(w.be.stats.refused >= 6);
+}
