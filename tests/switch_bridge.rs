@@ -316,6 +316,9 @@ fn counters_render_for_metrics_and_xenstore() {
     assert_eq!(name, "vif2.0");
     let t = c.xenstore_text();
     assert!(t.starts_with("rx_packets=1 rx_bytes=60 rx_drops=1 "), "{t}");
+    let xs: Vec<(String, String)> = sw.xenstore_entries().collect();
+    assert_eq!(xs.len(), 5);
+    assert_eq!(xs[2], ("data/xvif/ports/vif2.0".to_string(), t));
 }
 
 #[test]

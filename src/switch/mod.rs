@@ -253,6 +253,12 @@ impl Switch {
         stats::render_prometheus(out, self.ports().map(|(_, n, c)| (n, c)), &self.counters());
     }
 
+    /// Every port's counters as xenstore (relative path, value) pairs, e.g.
+    /// (`data/xvif/ports/vif3.0`, `rx_packets=5 rx_bytes=300 ...`).
+    pub fn xenstore_entries(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.ports().map(|(_, n, c)| (stats::xenstore_key(n), c.xenstore_text()))
+    }
+
     /// Checks an ingress frame, learns its source and decides where it goes;
     /// `wants_multicast` is asked for each candidate port of a multicast frame.
     pub fn decide(

@@ -98,6 +98,15 @@ impl PortCounters {
     }
 }
 
+/// Where a port's counters go in xvif's xenstore home (relative path):
+/// `data/xvif/ports/<name>`, with characters xenstore paths do not allow
+/// (anything but `[A-Za-z0-9_.-]`) replaced by `_`.
+pub fn xenstore_key(name: &str) -> String {
+    let mut k = String::from("data/xvif/ports/");
+    k.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }));
+    k
+}
+
 /// Help text of each per-port counter, in [`PortCounters::fields`] order.
 const PORT_HELP: [&str; 16] = [
     "Frames accepted from the port.",
@@ -190,5 +199,7 @@ mod tests {
         assert!(t.starts_with("rx_packets=3 rx_bytes=0 "), "{t}");
         assert!(t.contains(" spoofed=2 "));
         assert!(t.ends_with("gso_segments=0"));
+        assert_eq!(xenstore_key("vif3.0"), "data/xvif/ports/vif3.0");
+        assert_eq!(xenstore_key("a/b c"), "data/xvif/ports/a_b_c");
     }
 }
