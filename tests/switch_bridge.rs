@@ -247,6 +247,11 @@ fn disabled_and_full_ports() {
     sw.forward(PortId(0), &eth(vmac(3), EXT, 60), &FrameMeta::PLAIN, 0, &mut rec).unwrap();
     assert!(rec.sent.is_empty());
     assert_eq!(sw.port_counters(PortId(3)).unwrap().tx_drops, 1);
+    // A disabled port does not receive either.
+    let r = sw.forward(PortId(3), &eth([0xff; 6], vmac(3), 60), &FrameMeta::PLAIN, 0, &mut rec);
+    assert_eq!(r, Err(Drop::Disabled));
+    assert_eq!(sw.port_counters(PortId(3)).unwrap().rx_drops, 1);
+    assert!(rec.sent.is_empty());
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub enum SwitchError {
 pub enum Drop {
     /// The ingress port is not on the switch.
     UnknownPort(PortId),
+    /// The ingress port is disabled.
+    Disabled,
     /// Shorter than an Ethernet header.
     Runt(usize),
     /// Longer than the ingress port's MTU (non-GSO) or than 64 KiB.
@@ -279,7 +281,7 @@ impl Switch {
                 Drop::Oversize(_) => c.rx_oversize += 1,
                 Drop::BadSource(_) => c.bad_src += 1,
                 Drop::Spoofed { .. } => c.spoofed += 1,
-                Drop::UnknownPort(_) => {}
+                Drop::UnknownPort(_) | Drop::Disabled => {}
             }
             return Err(e);
         }
@@ -339,6 +341,9 @@ impl Switch {
 
     fn check(&self, ingress: PortId, frame: &[u8], meta: &FrameMeta) -> Result<(), Drop> {
         let p = self.port(ingress).ok_or(Drop::UnknownPort(ingress))?;
+        if !p.enabled {
+            return Err(Drop::Disabled);
+        }
         if frame.len() < headers::ETH_HDR {
             return Err(Drop::Runt(frame.len()));
         }
