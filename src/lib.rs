@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod hal;
 pub mod memory;
 pub mod mgmt;
+pub mod switch;
 pub mod timer;
 pub mod xen;
 pub mod xenbus;

@@ -1,6 +1,6 @@
 //! The vif backend's xenbus handshake and teardown paths, with an in-memory
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 //! xenstore playing the toolstack and the frontend.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use xvif::testing::xenstore::FakeXenstore;
 use xvif::xen::xenstore::{Client, XsIo};
