@@ -16,6 +16,8 @@ pub mod drivers;
 pub mod hal;
 pub mod memory;
 pub mod mgmt;
+pub mod netback;
+pub mod netif;
 pub mod switch;
 pub mod timer;
 pub mod xen;

@@ -164,6 +164,21 @@ impl CopyBatch {
         self.ops.clear();
         results
     }
+
+    /// As `flush`, without allocating: passes each operation's index and
+    /// result to `f`, in order.
+    pub fn flush_each(&mut self, hv: &dyn GrantOps, mut f: impl FnMut(usize, Result<(), XenError>)) {
+        let mut i = 0;
+        for chunk in self.ops.chunks_mut(COPY_BATCH) {
+            self.hypercalls += 1;
+            let batch = hv.copy(chunk);
+            for op in chunk.iter() {
+                f(i, batch.and_then(|()| GrantStatus::check(op.status)));
+                i += 1;
+            }
+        }
+        self.ops.clear();
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,30 @@
+//! The netback data path (issue 5): the backend half of the Xen network
+//! protocol, xen/include/public/io/netif.h, as hardware-free code.
+//!
+//! * `ring`: the shared-ring indices and notification rules (io/ring.h);
+//! * `tx`: guest-to-backend packets, validation, grant copies out;
+//! * `rx`: the bounded per-vif queue and grant copies into guest buffers;
+//! * `vif`: one interface tying both together, with features and counters;
+//! * `buf`: the local packet buffers the platform provides;
+//! * `copy`, `mcast`, `meta`, `error`: helpers and types.
+//!
+//! The xenbus lifecycle (handshake, ring mapping, event channels) lives
+//! beside this in `xenbus*` and builds a `Vif` once the rings are mapped.
+//! We do not implement the control ring (`feature-ctrl-ring` must not be
+//! advertised; XSA-270's hash-table bug cannot arise).
+#![forbid(unsafe_code)]
+
+pub mod buf;
+pub mod copy;
+pub mod error;
+pub mod mcast;
+pub mod meta;
+pub mod ring;
+pub mod rx;
+pub mod tx;
+pub mod vif;
+
+pub use buf::{BufPool, LocalFrame, PacketBuf};
+pub use error::{NetbackError, RxDrop, TxDrop};
+pub use meta::{FrameMeta, Gso, GsoKind};
+pub use vif::{Features, PollOutcome, Vif, VifConfig, VifError, VifStats};

@@ -1,0 +1,241 @@
+//! The backend-to-guest path: a bounded per-vif queue of frames (XSA-392:
+//! a guest that posts no receive buffers costs at most `rx_queue_len`
+//! buffers, the rest is dropped and counted), copied into the buffers the
+//! frontend posts on the RX ring with batched GNTTABOP_copy.
+//!
+//! Layout of one frame on the ring (xen/include/public/io/netif.h): the
+//! first data slot (flags: checksum bits, NETRXF_extra_info when a GSO extra
+//! follows, NETRXF_more_data when more data slots follow), then the GSO
+//! extra slot when present, then the other data slots, up to a page each at
+//! offset 0. A response goes in the slot of the request it answers and
+//! carries that request's id; its status is the byte count of the slot, or
+//! NETIF_RSP_ERROR when the copy into the guest's page failed.
+#![forbid(unsafe_code)]
+
+use super::buf::PacketBuf;
+use super::copy::Copier;
+use super::error::{NetbackError, RxDrop};
+use super::meta::{FrameMeta, is_ipv6};
+use super::ring::BackRing;
+use super::vif::{Features, PollOutcome, VifStats};
+use crate::hal::{GrantOps, SharedMem};
+use crate::netif::rx::{NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
+use crate::netif::{ExtraInfo, ExtraKind, MAX_PACKET, PAGE_SIZE, RxRequest, RxResponse};
+use crate::xen::DomId;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    buf: u16,
+    len: usize,
+    meta: FrameMeta,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Data { rsp: RxResponse, frame: u16 },
+    Extra(ExtraInfo),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    buf: u16,
+    len: usize,
+    failed: bool,
+}
+
+/// RX ring state, the frame queue and its buffers (allocated once).
+pub(crate) struct RxPath<B> {
+    pub ring: BackRing,
+    bufs: Vec<B>,
+    free: Vec<u16>,
+    queue: VecDeque<Queued>,
+    inflight: Vec<InFlight>,
+    slots: Vec<Slot>,
+    pub copier: Copier,
+}
+
+impl<B: PacketBuf> RxPath<B> {
+    pub fn new(ring: BackRing, bufs: Vec<B>) -> Self {
+        let n = bufs.len();
+        Self {
+            ring,
+            free: (0..n as u16).rev().collect(),
+            bufs,
+            queue: VecDeque::with_capacity(n),
+            inflight: Vec::with_capacity(n),
+            slots: Vec::with_capacity(super::ring::RING_SIZE as usize),
+            copier: Copier::new(),
+        }
+    }
+
+    pub fn into_bufs(self) -> Vec<B> {
+        self.bufs
+    }
+
+    /// Frames waiting for guest buffers.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Largest frame this path can take.
+    pub fn max_frame(&self, f: &Features) -> usize {
+        let cap = self.bufs.first().map_or(0, |b| b.capacity()).min(MAX_PACKET);
+        if f.sg { cap } else { cap.min(PAGE_SIZE) }
+    }
+
+    /// Copies `frame` into a free buffer and queues it.
+    pub fn enqueue(&mut self, frame: &[u8], meta: FrameMeta, f: &Features) -> Result<(), RxDrop> {
+        let len = frame.len();
+        if len == 0 || len > self.max_frame(&Features { sg: true, ..*f }) {
+            return Err(RxDrop::BadLength(len));
+        }
+        if !f.sg && len > PAGE_SIZE {
+            return Err(RxDrop::NoSg(len));
+        }
+        if let Some(g) = meta.gso {
+            let ok = match g.kind {
+                super::meta::GsoKind::TcpV4 => f.gso_tcpv4,
+                super::meta::GsoKind::TcpV6 => f.gso_tcpv6,
+            };
+            if !ok {
+                return Err(RxDrop::GsoNotNegotiated);
+            }
+        }
+        if meta.csum_blank && !(if is_ipv6(frame) { f.ipv6_csum_offload } else { f.ipv4_csum_offload }) {
+            return Err(RxDrop::CsumNotNegotiated);
+        }
+        let Some(i) = self.free.pop() else { return Err(RxDrop::QueueFull) };
+        let Some(buf) = self.bufs.get_mut(usize::from(i)) else { return Err(RxDrop::QueueFull) };
+        buf.with_bytes_mut(len, |b| {
+            if let Some(src) = frame.get(..b.len()) {
+                b.copy_from_slice(src);
+            }
+        });
+        self.queue.push_back(Queued { buf: i, len, meta });
+        Ok(())
+    }
+
+    /// Moves up to `budget` queued frames into the guest's posted buffers.
+    pub fn poll(
+        &mut self,
+        mem: &dyn SharedMem,
+        gnt: &dyn GrantOps,
+        frontend: DomId,
+        budget: usize,
+        stats: &mut VifStats,
+    ) -> (PollOutcome, Option<NetbackError>) {
+        let mut out = PollOutcome::default();
+        let mut fatal = None;
+        let mut frames = 0;
+        while let Some(q) = self.queue.front().copied() {
+            if frames >= budget {
+                out.more = true;
+                break;
+            }
+            let data_slots = q.len.div_ceil(PAGE_SIZE).max(1) as u32;
+            let need = data_slots + u32::from(q.meta.gso.is_some());
+            match self.ring.wait_for(mem, need) {
+                Ok(have) if have >= need => {}
+                Ok(_) => {
+                    stats.rx_stalls += 1;
+                    break;
+                }
+                Err(e) => {
+                    fatal = Some(NetbackError::RxRingOverflow(e));
+                    break;
+                }
+            }
+            self.queue.pop_front();
+            self.place(mem, frontend, q, data_slots, need);
+            frames += 1;
+            out.progress = true;
+        }
+        self.complete(mem, gnt, stats);
+        out.notify = self.ring.push_responses(mem);
+        (out, fatal)
+    }
+
+    /// Reads `need` requests (each exactly once), records the responses and
+    /// queues the copies of frame `q`.
+    fn place(&mut self, mem: &dyn SharedMem, frontend: DomId, q: Queued, data_slots: u32, need: u32) {
+        let frame = self.inflight.len() as u16;
+        self.inflight.push(InFlight { buf: q.buf, len: q.len, failed: false });
+        let mut csum = 0;
+        if q.meta.csum_blank {
+            csum = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
+        } else if q.meta.data_validated {
+            csum = NETRXF_DATA_VALIDATED;
+        }
+        let mut data_k = 0u32;
+        for k in 0..need {
+            let mut e = [0u8; RX_ENTRY_SIZE];
+            self.ring.copy_request(mem, k, &mut e);
+            let req = RxRequest::parse(&e);
+            if let (1, Some(g)) = (k, q.meta.gso) {
+                let kind = ExtraKind::Gso { size: g.size, kind: g.kind.to_wire(), features: 0 };
+                self.slots.push(Slot::Extra(ExtraInfo { flags: 0, kind }));
+                continue;
+            }
+            let off = data_k as usize * PAGE_SIZE;
+            let n = q.len.saturating_sub(off).min(PAGE_SIZE);
+            let mut flags = 0;
+            if data_k == 0 {
+                flags |= csum;
+                if q.meta.gso.is_some() {
+                    flags |= NETRXF_EXTRA_INFO;
+                }
+            }
+            if data_k + 1 < data_slots {
+                flags |= NETRXF_MORE_DATA;
+            }
+            let mut rsp = RxResponse { id: req.id, offset: 0, flags, status: n as i16 };
+            let tag = self.slots.len() as u16;
+            let queued = match self.bufs.get(usize::from(q.buf)) {
+                Some(buf) => self.copier.to_guest(tag, buf, off, frontend, req.gref, 0, n).is_ok(),
+                None => false,
+            };
+            if !queued {
+                rsp.status = crate::netif::RspStatus::Error.to_raw();
+                if let Some(f) = self.inflight.get_mut(usize::from(frame)) {
+                    f.failed = true;
+                }
+            }
+            self.slots.push(Slot::Data { rsp, frame });
+            data_k += 1;
+        }
+        self.ring.consume(need);
+    }
+
+    /// Issues the copies, writes the responses, frees the buffers.
+    fn complete(&mut self, mem: &dyn SharedMem, gnt: &dyn GrantOps, stats: &mut VifStats) {
+        let (slots, inflight) = (&mut self.slots, &mut self.inflight);
+        self.copier.flush(gnt, |tag, _e| {
+            if let Some(Slot::Data { rsp, frame }) = slots.get_mut(usize::from(tag)) {
+                rsp.status = crate::netif::RspStatus::Error.to_raw();
+                if let Some(f) = inflight.get_mut(usize::from(*frame)) {
+                    f.failed = true;
+                }
+            }
+        });
+        for s in self.slots.iter() {
+            let bytes = match s {
+                Slot::Data { rsp, .. } => rsp.emit(),
+                Slot::Extra(e) => e.emit(),
+            };
+            self.ring.write_response(mem, &bytes);
+        }
+        for f in self.inflight.iter() {
+            if f.failed {
+                stats.to_guest.errors += 1;
+            } else {
+                stats.to_guest.packets += 1;
+                stats.to_guest.bytes += f.len as u64;
+            }
+            self.free.push(f.buf);
+        }
+        self.slots.clear();
+        self.inflight.clear();
+    }
+}

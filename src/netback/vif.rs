@@ -1,0 +1,331 @@
+//! One virtual interface: the TX and RX rings of one netfront queue, the
+//! features the frontend negotiated, its MAC and multicast filter, counters,
+//! and the disabled state.
+//!
+//! A fatal protocol violation (see `tx` and `ring`) records its reason and
+//! disables only this vif: every later call returns at once without
+//! touching the rings (XSA-90: the fatal path is a field write, it never
+//! blocks or waits). There are no locks here: the owner calls with
+//! `&mut self`, and every drop path (full RX queue, bad packet, disabled
+//! vif) just counts and returns, so no lock can be held across it (XSA-424).
+//!
+//! Event channels are the caller's: poll after an event (or when `more`
+//! says so) and notify the frontend when the outcome's `notify` is set.
+//! Nothing here assumes a split or a shared event channel.
+#![forbid(unsafe_code)]
+
+use super::buf::{BufPool, PacketBuf};
+use super::error::{NetbackError, RxDrop, TxDrop};
+use super::mcast::McastFilter;
+use super::meta::{FrameMeta, GsoKind};
+use super::ring::BackRing;
+use super::rx::RxPath;
+use super::tx::{TxEnv, TxPath};
+use crate::drivers::port::{DirStats, PortStats};
+use crate::hal::{GrantOps, SharedMem};
+use crate::netif::rx::RX_ENTRY_SIZE;
+use crate::netif::tx::TX_ENTRY_SIZE;
+use crate::xen::DomId;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+/// Features the frontend negotiated (its `request-*`/`feature-*` keys in
+/// xenstore, read by the xenbus code). Copy-only receive is implied: the
+/// lead's handshake must refuse a frontend without `request-rx-copy=1`
+/// (we advertise `feature-rx-flip=0`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `feature-sg`: frames may span several RX slots.
+    pub sg: bool,
+    /// `feature-gso-tcpv4`.
+    pub gso_tcpv4: bool,
+    /// `feature-gso-tcpv6`.
+    pub gso_tcpv6: bool,
+    /// IPv4 checksum offload: true unless the frontend wrote `feature-no-csum-offload=1`.
+    pub ipv4_csum_offload: bool,
+    /// `feature-ipv6-csum-offload`.
+    pub ipv6_csum_offload: bool,
+    /// `request-multicast-control` (or the dynamic variant): filter multicast.
+    pub multicast_control: bool,
+}
+
+/// How to build a vif.
+#[derive(Debug, Clone, Copy)]
+pub struct VifConfig {
+    /// The frontend's domain (owner of the grants on the rings).
+    pub frontend: DomId,
+    /// The guest's MAC (the `mac` key).
+    pub mac: [u8; 6],
+    /// Negotiated features.
+    pub features: Features,
+    /// TX packets gathered per grant-copy flush (staging buffers).
+    pub tx_batch: usize,
+    /// TX packets per `poll_tx`, so one vif cannot starve the others.
+    pub tx_budget: usize,
+    /// Frames queued for the guest at most (XSA-392).
+    pub rx_queue_len: usize,
+    /// RX frames per `poll_rx`.
+    pub rx_budget: usize,
+}
+
+impl VifConfig {
+    /// Defaults: batch 32, budgets 64, queue 64.
+    pub fn new(frontend: DomId, mac: [u8; 6], features: Features) -> Self {
+        Self { frontend, mac, features, tx_batch: 32, tx_budget: 64, rx_queue_len: 64, rx_budget: 64 }
+    }
+
+    /// Buffers `Vif::new` takes from the pool.
+    pub fn buffers_needed(&self) -> usize {
+        self.tx_batch + self.rx_queue_len
+    }
+}
+
+/// The vif could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VifError {
+    /// The pool ran out of buffers.
+    NoBuffers {
+        /// Buffers needed.
+        needed: usize,
+        /// Buffers obtained (returned to the pool).
+        got: usize,
+    },
+    /// A zero-sized configuration value.
+    BadConfig,
+    /// Buffers smaller than the largest Ethernet frame plus a VLAN tag.
+    BufferTooSmall(usize),
+    /// More RX buffers than a u16 index covers.
+    TooManyBuffers(usize),
+}
+
+/// Counters of one vif. "from guest" is the TX ring, "to guest" the RX ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VifStats {
+    /// Frames the guest sent: delivered packets and bytes; `errors` counts
+    /// packets dropped as bad (answered NETIF_RSP_ERROR).
+    pub from_guest: DirStats,
+    /// Frames for the guest: copied packets and bytes; `drops` counts frames
+    /// refused by `enqueue_rx`; `errors` frames whose copy failed.
+    pub to_guest: DirStats,
+    /// The last TX drop reason.
+    pub last_tx_drop: Option<TxDrop>,
+    /// The last RX drop reason.
+    pub last_rx_drop: Option<RxDrop>,
+    /// Multicast filter updates applied.
+    pub mcast_updates: u64,
+    /// Multicast control requests refused (not negotiated, not a group address, full).
+    pub mcast_rejected: u64,
+    /// `poll_tx` calls.
+    pub tx_polls: u64,
+    /// `poll_tx` calls that found nothing to do.
+    pub tx_idle_polls: u64,
+    /// `poll_rx` stopped because the guest had not posted enough buffers.
+    pub rx_stalls: u64,
+    /// GNTTABOP_copy hypercalls issued (both directions).
+    pub copy_hypercalls: u64,
+}
+
+/// What a poll did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Responses were published and the frontend asked for an event: send one.
+    pub notify: bool,
+    /// At least one request was consumed.
+    pub progress: bool,
+    /// Work is left (budget used up or requests arrived meanwhile): poll again.
+    pub more: bool,
+}
+
+/// One netback queue serving one netfront.
+pub struct Vif<B: PacketBuf> {
+    cfg: VifConfig,
+    tx_mem: Box<dyn SharedMem>,
+    rx_mem: Box<dyn SharedMem>,
+    tx: TxPath<B>,
+    rx: RxPath<B>,
+    mcast: McastFilter,
+    stats: VifStats,
+    disabled: Option<NetbackError>,
+}
+
+impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vif").field("frontend", &self.cfg.frontend).field("disabled", &self.disabled).finish()
+    }
+}
+
+impl<B: PacketBuf> Vif<B> {
+    /// Attaches to the mapped rings and takes `cfg.buffers_needed()` buffers
+    /// from `pool` (the only allocations this vif makes).
+    pub fn new<P: BufPool<Buf = B>>(
+        cfg: VifConfig,
+        tx_ring: Box<dyn SharedMem>,
+        rx_ring: Box<dyn SharedMem>,
+        pool: &mut P,
+    ) -> Result<Self, VifError> {
+        if cfg.tx_batch == 0 || cfg.tx_budget == 0 || cfg.rx_queue_len == 0 || cfg.rx_budget == 0 {
+            return Err(VifError::BadConfig);
+        }
+        if cfg.rx_queue_len > usize::from(u16::MAX) || cfg.tx_batch > usize::from(u16::MAX) {
+            return Err(VifError::TooManyBuffers(cfg.rx_queue_len.max(cfg.tx_batch)));
+        }
+        let needed = cfg.buffers_needed();
+        let mut got: Vec<B> = Vec::with_capacity(needed);
+        while got.len() < needed {
+            match pool.alloc() {
+                Some(b) => got.push(b),
+                None => {
+                    let n = got.len();
+                    got.into_iter().for_each(|b| pool.free(b));
+                    return Err(VifError::NoBuffers { needed, got: n });
+                }
+            }
+        }
+        let cap = got.first().map_or(0, |b| b.capacity());
+        if got.iter().any(|b| b.capacity() < crate::drivers::port::MAX_FRAME + 4) {
+            got.into_iter().for_each(|b| pool.free(b));
+            return Err(VifError::BufferTooSmall(cap));
+        }
+        let rx_bufs = got.split_off(cfg.tx_batch);
+        let tx = TxPath::new(BackRing::attach(&*tx_ring, TX_ENTRY_SIZE), got);
+        let rx = RxPath::new(BackRing::attach(&*rx_ring, RX_ENTRY_SIZE), rx_bufs);
+        Ok(Self {
+            cfg,
+            tx_mem: tx_ring,
+            rx_mem: rx_ring,
+            tx,
+            rx,
+            mcast: McastFilter::new(),
+            stats: VifStats::default(),
+            disabled: None,
+        })
+    }
+
+    /// Gives the buffers back to `pool` and the rings back to the caller
+    /// (for unmapping).
+    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) -> (Box<dyn SharedMem>, Box<dyn SharedMem>) {
+        self.tx.into_bufs().into_iter().chain(self.rx.into_bufs()).for_each(|b| pool.free(b));
+        (self.tx_mem, self.rx_mem)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VifConfig {
+        &self.cfg
+    }
+
+    /// Why the vif was disabled, if it was.
+    pub fn disabled(&self) -> Option<&NetbackError> {
+        self.disabled.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> VifStats {
+        let mut s = self.stats;
+        s.copy_hypercalls = self.tx.copier.hypercalls() + self.rx.copier.hypercalls();
+        s
+    }
+
+    /// Counters as a switch port sees them: frames from the guest are what
+    /// the port receives, frames to the guest what it transmits.
+    pub fn port_stats(&self) -> PortStats {
+        PortStats { rx: self.stats.from_guest, tx: self.stats.to_guest, ..PortStats::default() }
+    }
+
+    /// Gathers up to `tx_budget` packets from the TX ring and calls
+    /// `deliver(frame, meta)` for each good one (the slice is valid only
+    /// during the call). Answers every request consumed.
+    pub fn poll_tx(&mut self, gnt: &dyn GrantOps, deliver: &mut dyn FnMut(&[u8], FrameMeta)) -> PollOutcome {
+        if self.disabled.is_some() {
+            return PollOutcome::default();
+        }
+        self.stats.tx_polls += 1;
+        let mut env = TxEnv {
+            frontend: self.cfg.frontend,
+            mcast_control: self.cfg.features.multicast_control,
+            mcast: &mut self.mcast,
+            stats: &mut self.stats,
+        };
+        let (out, fatal) = self.tx.poll(&*self.tx_mem, gnt, &mut env, self.cfg.tx_budget, deliver);
+        if !out.progress {
+            self.stats.tx_idle_polls += 1;
+        }
+        if let Some(e) = fatal {
+            self.disabled = Some(e);
+            // Nothing more will be done: do not ask the caller to poll again.
+            return PollOutcome { more: false, ..out };
+        }
+        out
+    }
+
+    /// Queues a frame for the guest; false (and counted) when refused.
+    pub fn enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
+        self.try_enqueue_rx(frame, meta).is_ok()
+    }
+
+    /// As `enqueue_rx`, with the reason for a refusal.
+    pub fn try_enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
+        let r = if self.disabled.is_some() {
+            Err(RxDrop::Disabled)
+        } else {
+            self.rx.enqueue(frame, meta, &self.cfg.features)
+        };
+        if let Err(d) = r {
+            self.stats.to_guest.drops += 1;
+            self.stats.last_rx_drop = Some(d);
+        }
+        r
+    }
+
+    /// Frames queued for the guest.
+    pub fn rx_queued(&self) -> usize {
+        self.rx.queued()
+    }
+
+    /// Copies queued frames into the guest's posted RX buffers.
+    pub fn poll_rx(&mut self, gnt: &dyn GrantOps) -> PollOutcome {
+        if self.disabled.is_some() {
+            return PollOutcome::default();
+        }
+        let (out, fatal) = self.rx.poll(&*self.rx_mem, gnt, self.cfg.frontend, self.cfg.rx_budget, &mut self.stats);
+        if let Some(e) = fatal {
+            self.disabled = Some(e);
+            return PollOutcome { more: false, ..out };
+        }
+        out
+    }
+
+    /// Whether a frame for `dst` should go to this guest: broadcast always,
+    /// multicast when subscribed (or always without multicast control), and
+    /// unicast to the guest's own MAC. False once disabled.
+    pub fn wants(&self, dst: [u8; 6]) -> bool {
+        if self.disabled.is_some() {
+            return false;
+        }
+        if dst == [0xff; 6] {
+            return true;
+        }
+        if dst[0] & 1 != 0 {
+            return !self.cfg.features.multicast_control || self.mcast.contains(&dst);
+        }
+        dst == self.cfg.mac
+    }
+
+    /// Whether the guest takes GSO frames of this kind (else the switch
+    /// segments them first).
+    pub fn accepts_gso(&self, kind: GsoKind) -> bool {
+        match kind {
+            GsoKind::TcpV4 => self.cfg.features.gso_tcpv4,
+            GsoKind::TcpV6 => self.cfg.features.gso_tcpv6,
+        }
+    }
+
+    /// Largest frame `enqueue_rx` accepts.
+    pub fn max_rx_frame(&self) -> usize {
+        self.rx.max_frame(&self.cfg.features)
+    }
+
+    /// Multicast addresses subscribed.
+    pub fn mcast_filter(&self) -> &McastFilter {
+        &self.mcast
+    }
+}
