@@ -146,7 +146,7 @@ pub fn run(p: platform::Platform) -> ! {
                 if pv_console { "attached" } else { "absent" }
             );
             cpu::enable_interrupts();
-            match crate::xenhost::XenHost::start(info) {
+            match crate::xenhost::XenHost::start(info, &cfg) {
                 Ok(host) => {
                     info!(
                         "xen: domid {} name '{}', xenstore ready {} ms after entry",

@@ -33,4 +33,6 @@ pub mod net;
 #[cfg(target_os = "none")]
 pub mod platform;
 #[cfg(target_os = "none")]
+pub mod vifnet;
+#[cfg(target_os = "none")]
 pub mod xenhost;

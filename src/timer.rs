@@ -124,7 +124,7 @@ pub trait Task {
 /// The poll loop: tasks plus timers.
 #[derive(Default)]
 pub struct Poller {
-    tasks: Vec<Box<dyn Task + Send>>,
+    tasks: Vec<Box<dyn Task>>,
     /// Timers.
     pub timers: TimerQueue,
     /// Rounds run.
@@ -138,7 +138,7 @@ impl Poller {
     }
 
     /// Adds a task.
-    pub fn add(&mut self, t: Box<dyn Task + Send>) {
+    pub fn add(&mut self, t: Box<dyn Task>) {
         self.tasks.push(t);
     }
 

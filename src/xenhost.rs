@@ -3,9 +3,12 @@
 //! (`data/xvif-ping` is echoed to `data/xvif-pong`).
 #![forbid(unsafe_code)]
 
+use crate::config::Config;
 use crate::platform::{self, exit, xen};
 use crate::timer::{Nanos, Progress, Task};
+use crate::vifnet::VifNet;
 use crate::xen::xenstore::{Client, XsError, XsIo};
+use crate::xenbus::Backend;
 use alloc::string::String;
 use log::{info, warn};
 
@@ -21,11 +24,18 @@ pub struct XenHost {
     pub domid: u16,
     /// Our name.
     pub name: String,
+    backend: Option<Backend>,
+    net: VifNet,
+    next_publish: Nanos,
+    published: String,
 }
+
+/// How often counters and resources are published under `data/xvif`.
+const PUBLISH_NS: Nanos = 2_000_000_000;
 
 impl XenHost {
     /// Connects to xenstore and registers our watches.
-    pub fn start(info: &xen::XenInfo) -> Result<Self, XsError> {
+    pub fn start(info: &xen::XenInfo, cfg: &Config) -> Result<Self, XsError> {
         let io = xen::StoreIo::new(info).ok_or(XsError::BadRequest("xenstore page outside the identity map"))?;
         let mut xs = Client::new();
         let domid = xs.read_u64(&io, 0, "domid")?;
@@ -43,7 +53,16 @@ impl XenHost {
         }
         xs.watch(&io, "control/shutdown", TOKEN_SHUTDOWN)?;
         xs.watch(&io, "data/xvif-ping", TOKEN_PING)?;
-        Ok(Self { io, xs, domid, name })
+        let home = alloc::format!("/local/domain/{domid}");
+        let backend = match Backend::start(&mut xs, &io, &home) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warn!("netback: cannot watch {home}/backend/vif: {e}; not serving vifs");
+                None
+            }
+        };
+        let net = VifNet::new(cfg, domid, platform::time::now_ns());
+        Ok(Self { io, xs, domid, name, backend, net, next_publish: 0, published: String::new() })
     }
 
     fn on_shutdown(&mut self) -> Result<(), XsError> {
@@ -115,6 +134,12 @@ impl Task for XenHost {
         for _ in 0..32 {
             let Some(ev) = self.xs.next_event() else { break };
             busy = true;
+            if Backend::owns_token(&ev.token) {
+                if let Some(b) = self.backend.as_mut() {
+                    b.handle_event(&mut self.xs, &self.io, &ev, &mut self.net);
+                }
+                continue;
+            }
             let r = match ev.token.as_str() {
                 TOKEN_SHUTDOWN => self.on_shutdown(),
                 TOKEN_PING => self.on_ping(),
@@ -124,7 +149,38 @@ impl Task for XenHost {
                 warn!("xenstore watch {}: {e}", ev.path);
             }
         }
+        if let Some(b) = self.backend.as_mut() {
+            b.finish(&mut self.xs, &self.io, &mut self.net);
+        }
+        busy |= self.net.poll(now);
+        if now >= self.next_publish {
+            self.next_publish = now + PUBLISH_NS;
+            self.publish();
+        }
         if busy { Progress::Busy } else { Progress::Idle }
+    }
+
+    fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
+        Some(self.next_publish.max(now))
+    }
+}
+
+impl XenHost {
+    /// Writes resource counts and per-port counters under `data/xvif` when
+    /// they changed (tests and operators read them with xenstore-read).
+    fn publish(&mut self) {
+        let res = self.net.resources();
+        if res != self.published {
+            if let Err(e) = self.xs.write(&self.io, 0, "data/xvif-resources", res.as_bytes()) {
+                warn!("xenstore: publishing resources: {e}");
+            }
+            log::debug!("resources: {res}");
+            self.published = res;
+        }
+        let entries: alloc::vec::Vec<(String, String)> = self.net.switch().xenstore_entries().collect();
+        for (path, value) in entries {
+            let _ = self.xs.write(&self.io, 0, &path, value.as_bytes());
+        }
     }
 }
 

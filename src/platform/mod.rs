@@ -2,6 +2,7 @@
 //! allowed to contain `unsafe`; each block says which invariant it relies on.
 
 pub mod apic;
+pub mod bufpool;
 pub mod cpu;
 pub mod devhal;
 pub mod dma;

@@ -1,0 +1,399 @@
+//! The driver-domain data plane under Xen: every connected vif and the
+//! management stack are ports of one switch. Implements `VifHost` for the
+//! xenbus backend (map rings, bind event channels, create the `Vif`, plug it
+//! into the switch) and the per-loop polling.
+#![forbid(unsafe_code)]
+
+use crate::config::Config;
+use crate::drivers::port::{Port, PortStats};
+use crate::mgmt::{Mgmt, MgmtConfig};
+use crate::netback::{self, Features, Vif, VifConfig};
+use crate::platform::bufpool::{FrameBuf, FramePool};
+use crate::platform::xen::{self, MappedGrant, XenGrantOps};
+use crate::switch::meta::{Csum, FrameMeta, Gso, GsoKind, PortCaps};
+use crate::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
+use crate::xen::EvtchnPort;
+use crate::xenbus::backend::{EventChannels, FrontendInfo, VifHost, VifId};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use log::{info, warn};
+
+/// Frames queued towards the management stack at most.
+const MGMT_QUEUE: usize = 256;
+
+fn to_switch(m: netback::FrameMeta) -> FrameMeta {
+    let csum = if m.csum_blank {
+        Csum::Partial
+    } else if m.data_validated {
+        Csum::Validated
+    } else {
+        Csum::Unknown
+    };
+    let gso = m.gso.map(|g| Gso {
+        kind: match g.kind {
+            netback::GsoKind::TcpV4 => GsoKind::TcpV4,
+            netback::GsoKind::TcpV6 => GsoKind::TcpV6,
+        },
+        mss: g.size,
+    });
+    FrameMeta { csum, gso }
+}
+
+fn to_netback(m: &FrameMeta) -> netback::FrameMeta {
+    netback::FrameMeta {
+        csum_blank: m.csum == Csum::Partial,
+        data_validated: m.csum != Csum::Unknown,
+        gso: m.gso.map(|g| netback::Gso {
+            kind: match g.kind {
+                GsoKind::TcpV4 => netback::GsoKind::TcpV4,
+                GsoKind::TcpV6 => netback::GsoKind::TcpV6,
+            },
+            size: g.mss,
+        }),
+    }
+}
+
+struct Slot {
+    vif: Vif<FrameBuf>,
+    port: PortId,
+    tx_evt: EvtchnPort,
+    rx_evt: EvtchnPort,
+    maps: [Option<MappedGrant>; 2],
+    more: bool,
+}
+
+/// The management stack's port on the switch: two bounded queues.
+#[derive(Default)]
+struct QueuePort {
+    mac: [u8; 6],
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    stats: PortStats,
+}
+
+impl QueuePort {
+    fn buf(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.resize(len, 0);
+        b
+    }
+}
+
+impl Port for QueuePort {
+    fn name(&self) -> &'static str {
+        "mgmt"
+    }
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn link_up(&self) -> bool {
+        true
+    }
+    fn service(&mut self, _now_ns: u64) -> bool {
+        false
+    }
+    fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let b = self.rx.pop_front()?;
+        self.stats.rx.packets += 1;
+        self.stats.rx.bytes += b.len() as u64;
+        let r = f(&b);
+        self.spare.push(b);
+        Some(r)
+    }
+    fn transmit<R, F: FnOnce(&mut [u8]) -> R>(&mut self, len: usize, f: F) -> Result<R, F> {
+        if self.tx.len() >= MGMT_QUEUE || len > 1518 {
+            self.stats.tx.drops += 1;
+            return Err(f);
+        }
+        let mut b = self.buf(len);
+        let r = f(&mut b);
+        self.stats.tx.packets += 1;
+        self.stats.tx.bytes += len as u64;
+        self.tx.push_back(b);
+        Ok(r)
+    }
+    fn can_transmit(&self) -> bool {
+        self.tx.len() < MGMT_QUEUE
+    }
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+}
+
+/// Delivers switch output to vifs and the management queue.
+struct Out<'a> {
+    slots: &'a mut BTreeMap<VifId, Slot>,
+    by_port: &'a BTreeMap<PortId, VifId>,
+    mgmt_port: Option<PortId>,
+    mgmt: &'a mut QueuePort,
+}
+
+impl Egress for Out<'_> {
+    fn wants_multicast(&mut self, port: PortId, group: &[u8; 6]) -> bool {
+        match self.by_port.get(&port).and_then(|id| self.slots.get(id)) {
+            Some(s) => s.vif.wants(*group),
+            None => true,
+        }
+    }
+
+    fn send(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) -> bool {
+        if Some(port) == self.mgmt_port {
+            if self.mgmt.rx.len() >= MGMT_QUEUE {
+                self.mgmt.stats.rx.drops += 1;
+                return false;
+            }
+            let mut b = self.mgmt.buf(frame.len());
+            b.copy_from_slice(frame);
+            self.mgmt.rx.push_back(b);
+            return true;
+        }
+        match self.by_port.get(&port).and_then(|id| self.slots.get_mut(id)) {
+            Some(s) => s.vif.enqueue_rx(frame, to_netback(meta)),
+            None => false,
+        }
+    }
+}
+
+/// The data plane.
+pub struct VifNet {
+    switch: Switch,
+    pool: FramePool,
+    slots: BTreeMap<VifId, Slot>,
+    by_port: BTreeMap<PortId, VifId>,
+    mgmt: Option<Mgmt>,
+    mgmt_q: QueuePort,
+    mgmt_port: Option<PortId>,
+}
+
+impl VifNet {
+    /// A switch with the management stack on it (when an address is configured).
+    pub fn new(cfg: &Config, domid: u16, now: u64) -> Self {
+        let seed = crate::platform::cpu::rdtsc();
+        let mut switch = Switch::new(SwitchConfig { hash_seed: seed, ..SwitchConfig::default() });
+        // Locally administered, unicast: 02:58:56 ("XV") + domid.
+        let mac = [0x02, 0x58, 0x56, 0x00, (domid >> 8) as u8, domid as u8];
+        let mut mgmt_q = QueuePort { mac, ..QueuePort::default() };
+        let mut mgmt = None;
+        let mut mgmt_port = None;
+        if cfg.ip.is_some() {
+            match switch.add_port(PortConfig {
+                name: "mgmt".into(),
+                allowed_src: Some(mac),
+                caps: PortCaps::plain(1500),
+            }) {
+                Ok(p) => {
+                    mgmt = Some(Mgmt::new(&mut mgmt_q, MgmtConfig { ip: cfg.ip, gw: cfg.gw }, now));
+                    mgmt_port = Some(p);
+                    info!(
+                        "switch: management stack on port {} (mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x})",
+                        p.0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                    );
+                }
+                Err(e) => warn!("switch: no port for the management stack: {e:?}"),
+            }
+        }
+        Self {
+            switch,
+            pool: FramePool::new(),
+            slots: BTreeMap::new(),
+            by_port: BTreeMap::new(),
+            mgmt,
+            mgmt_q,
+            mgmt_port,
+        }
+    }
+
+    /// Polls every vif and the management stack; true when anything moved.
+    pub fn poll(&mut self, now: u64) -> bool {
+        let gnt = XenGrantOps;
+        let mut busy = false;
+        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, .. } = self;
+        let ids: Vec<VifId> = slots.keys().copied().collect();
+        for id in ids {
+            let Some(mut slot) = slots.remove(&id) else { continue };
+            let kicked = xen::take_fired(slot.tx_evt) | xen::take_fired(slot.rx_evt);
+            if kicked || slot.more {
+                let ingress = slot.port;
+                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
+                let o = slot.vif.poll_tx(&gnt, &mut |frame, meta| {
+                    let _ = switch.forward(ingress, frame, &to_switch(meta), now, &mut out);
+                });
+                if o.notify {
+                    let _ = xen::evtchn_send(slot.tx_evt);
+                }
+                slot.more = o.more;
+                busy |= o.progress || o.more;
+            }
+            slots.insert(id, slot);
+        }
+        if let Some(m) = mgmt.as_mut() {
+            busy |= m.poll(mgmt_q, now);
+            while let Some(frame) = mgmt_q.tx.pop_front() {
+                if let Some(p) = *mgmt_port {
+                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: &mut QueuePort::default() };
+                    let _ = switch.forward(p, &frame, &FrameMeta::PLAIN, now, &mut out);
+                    // Frames from the stack never go back to it (no hairpin).
+                }
+                mgmt_q.spare.push(frame);
+                busy = true;
+            }
+        }
+        for slot in slots.values_mut() {
+            if slot.vif.rx_queued() > 0 || slot.vif.disabled().is_none() {
+                let o = slot.vif.poll_rx(&gnt);
+                if o.notify {
+                    let _ = xen::evtchn_send(slot.rx_evt);
+                }
+                busy |= o.progress;
+            }
+        }
+        busy
+    }
+
+    /// Earliest time the management stack needs a poll.
+    pub fn next_deadline(&mut self, now: u64) -> Option<u64> {
+        self.mgmt.as_mut().and_then(|m| m.poll_at(now))
+    }
+
+    /// The switch.
+    pub fn switch(&self) -> &Switch {
+        &self.switch
+    }
+
+    /// Vifs connected.
+    pub fn vifs(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A one-line resource report: mapped grants, bound event channels,
+    /// packet buffers, heap and frames in use.
+    pub fn resources(&self) -> String {
+        let (grants, evtchns) = xen::resources();
+        let (heap, _) = crate::platform::heap::usage();
+        let f = crate::platform::frames::stats();
+        format!(
+            "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={}",
+            self.slots.len(),
+            self.pool.in_use,
+            f.used
+        )
+    }
+
+    fn unmap_all(maps: [Option<MappedGrant>; 2]) {
+        for m in maps.into_iter().flatten() {
+            if let Err(e) = xen::unmap_grant(m) {
+                warn!("netback: grant unmap failed: {e}");
+            }
+        }
+    }
+}
+
+impl VifHost for VifNet {
+    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
+        self.disconnect(id);
+        let tx_map = xen::map_grant(id.frontend, fe.tx_ring_ref).map_err(|e| format!("map tx ring: {e}"))?;
+        let rx_map = match xen::map_grant(id.frontend, fe.rx_ring_ref) {
+            Ok(m) => m,
+            Err(e) => {
+                Self::unmap_all([Some(tx_map), None]);
+                return Err(format!("map rx ring: {e}"));
+            }
+        };
+        let bind = |p| xen::bind_counted(id.frontend, p);
+        let (tx_evt, rx_evt) = match fe.evtchn {
+            EventChannels::Single(p) => match bind(p) {
+                Ok(l) => (l, l),
+                Err(e) => {
+                    Self::unmap_all([Some(tx_map), Some(rx_map)]);
+                    return Err(format!("bind event channel: {e}"));
+                }
+            },
+            EventChannels::Split { tx, rx } => match (bind(tx), bind(rx)) {
+                (Ok(t), Ok(r)) => (t, r),
+                (t, r) => {
+                    for p in [t, r].into_iter().flatten() {
+                        xen::close_counted(p);
+                    }
+                    Self::unmap_all([Some(tx_map), Some(rx_map)]);
+                    return Err("bind split event channels".into());
+                }
+            },
+        };
+        let features = Features {
+            sg: fe.sg,
+            gso_tcpv4: fe.gso_tcpv4 && fe.sg,
+            gso_tcpv6: fe.gso_tcpv6 && fe.sg,
+            ipv4_csum_offload: !fe.no_csum_offload,
+            ipv6_csum_offload: fe.ipv6_csum_offload,
+            multicast_control: fe.multicast_control,
+        };
+        let mut cfg = VifConfig::new(id.frontend, mac, features);
+        cfg.tx_batch = 16;
+        cfg.rx_queue_len = 32;
+        let cleanup = |tx_evt, rx_evt, maps| {
+            xen::close_counted(tx_evt);
+            if rx_evt != tx_evt {
+                xen::close_counted(rx_evt);
+            }
+            Self::unmap_all(maps);
+        };
+        let vif = match Vif::new(
+            cfg,
+            alloc::boxed::Box::new(tx_map.page()),
+            alloc::boxed::Box::new(rx_map.page()),
+            &mut self.pool,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                cleanup(tx_evt, rx_evt, [Some(tx_map), Some(rx_map)]);
+                return Err(format!("vif: {e:?}"));
+            }
+        };
+        let caps = PortCaps {
+            accepts_partial_csum: features.ipv4_csum_offload && features.ipv6_csum_offload,
+            gso_tcpv4: features.gso_tcpv4,
+            gso_tcpv6: features.gso_tcpv6,
+            mtu: 1500,
+        };
+        let name = format!("vif{}.{}", id.frontend.0, id.devid);
+        let port = match self.switch.add_port(PortConfig { name, allowed_src: Some(mac), caps }) {
+            Ok(p) => p,
+            Err(e) => {
+                let (_a, _b) = vif.release(&mut self.pool);
+                cleanup(tx_evt, rx_evt, [Some(tx_map), Some(rx_map)]);
+                return Err(format!("switch port: {e:?}"));
+            }
+        };
+        self.by_port.insert(port, id);
+        self.slots.insert(id, Slot { vif, port, tx_evt, rx_evt, maps: [Some(tx_map), Some(rx_map)], more: true });
+        info!("netback: vif{}.{} on switch port {} ({})", id.frontend.0, id.devid, port.0, self.resources());
+        Ok(())
+    }
+
+    fn disconnect(&mut self, id: VifId) {
+        let Some(slot) = self.slots.remove(&id) else { return };
+        self.by_port.remove(&slot.port);
+        if let Ok(c) = self.switch.remove_port(slot.port) {
+            info!(
+                "netback: vif{}.{} closed: rx {} pkts, tx {} pkts, {} spoofed",
+                id.frontend.0, id.devid, c.rx_packets, c.tx_packets, c.spoofed
+            );
+        }
+        if let Some(e) = slot.vif.disabled() {
+            warn!("netback: vif{}.{} had been disabled: {e:?}", id.frontend.0, id.devid);
+        }
+        // Release buffers and the ring views before unmapping the rings.
+        let (_tx, _rx) = slot.vif.release(&mut self.pool);
+        xen::close_counted(slot.tx_evt);
+        if slot.rx_evt != slot.tx_evt {
+            xen::close_counted(slot.rx_evt);
+        }
+        Self::unmap_all(slot.maps);
+        self.pool.trim();
+        info!("netback: vif{}.{} released ({})", id.frontend.0, id.devid, self.resources());
+    }
+}
