@@ -193,10 +193,15 @@ mkcpio() { # ROOT OUTFILE (newc, root-owned, gzip -6)
 ########## domU (Linux PV guest) root ##########
 R=$WORK/root-domU; mkroot "$R"
 copy_mods "$R" xen-netfront
+# xenstore tools: the guest's command agent reads commands from its own
+# data/ directory (the test harness writes them from dom0).
+for b in xenstore-read xenstore-write; do copy_bin "$R" "usr/bin/$b"; done
 cat >"$R/init" <<'EOF'
 #!/bin/sh
 # Linux PV test guest. Kernel command line: ip=ADDR/LEN [ping=ADDR]
+export PATH=/usr/bin:/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /tmp; mount -t tmpfs tmpfs /tmp
 IP=; PING=
 for a in $(cat /proc/cmdline); do case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; esac; done
 modprobe xen-netfront
@@ -217,6 +222,21 @@ if [ -n "$PING" ]; then
       sleep 1
     done ) &
 fi
+# Command agent: dom0 writes data/cmd = "ID:shell command"; the agent runs
+# each new ID once, prints the output between markers on the console and
+# writes data/result = "ID:rc".
+( last=
+  while true; do
+    c=$(xenstore-read data/cmd 2>/dev/null)
+    if [ -n "$c" ] && [ "$c" != "$last" ]; then
+      last=$c; id=${c%%:*}; cmd=${c#*:}
+      sh -c "$cmd" >/tmp/out.$id 2>&1; rc=$?
+      echo "XVIF-CMD-BEGIN $id"; cat /tmp/out.$id; echo "XVIF-CMD-END $id rc=$rc"
+      xenstore-write data/result "$id:$rc"
+    fi
+    sleep 0.5
+  done ) &
+echo "XVIF-AGENT-UP"
 exec setsid cttyhack sh
 EOF
 chmod +x "$R/init"

@@ -39,7 +39,7 @@ def test_xvif_pvh_guest(xen):
         pytest.skip("XVIF_ELF not set: no PVH ELF to boot")
     expect = os.environ.get("XVIF_EXPECT", r"\S")
     # preserve on poweroff too, so a kernel that already stopped stays listed
-    rc, out = xen.sh("xl create /guests/xvif.cfg 'on_poweroff=\"preserve\"'", timeout=180)
+    rc, out = xen.xl_create("/guests/xvif.cfg", 'on_poweroff="preserve"', name="xvif", timeout=180)
     assert rc == 0, "xl create failed:\n" + out
     domid, state = domain_state(xen, "xvif")
     xen.wait_for("xl dmesg | grep -a '^(d%d)'" % domid,
@@ -57,10 +57,10 @@ def test_linux_pv_guest_on_dom0_bridge(xen):
     if os.environ.get("XVIF_XEN_SKIP_LINUX") == "1":
         pytest.skip("XVIF_XEN_SKIP_LINUX=1")
     name = "linuxpv0"
-    rc, out = xen.sh(
-        "xl create /guests/guest-linux-pv.cfg 'name=\"%s\"' "
-        "'vif=[\"bridge=xenbr0,mac=00:16:3e:00:00:0a\"]' "
-        "'extra=\"console=hvc0 rdinit=/init ip=10.0.0.2/24\"'" % name, timeout=300)
+    rc, out = xen.xl_create("/guests/guest-linux-pv.cfg", 'name="%s"' % name,
+                            'vif=["bridge=xenbr0,mac=00:16:3e:00:00:0a"]',
+                            'extra="console=hvc0 rdinit=/init ip=10.0.0.2/24"',
+                            name=name, timeout=300)
     assert rc == 0, "xl create failed:\n" + out
     xen.wait_for("cat /var/log/xen/console/guest-%s.log" % name, r"XVIF-DOMU-UP", timeout=240)
     xen.wait_for("ping -c1 -W1 10.0.0.2", r"1 packets received", timeout=120)

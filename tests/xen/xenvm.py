@@ -1,9 +1,10 @@
-"""Boot a real Xen 4.17 + Linux PV dom0 inside QEMU TCG and drive dom0's shell.
+r"""Boot a real Xen 4.17 + Linux PV dom0 inside QEMU TCG and drive dom0's shell.
 
     from xenvm import XenVM
-    with XenVM(guest_files=["/path/xvif.elf", ("cfg text", "xvif.cfg")]) as vm:
+    with XenVM(guest_files=[("/path/xvif.elf", "xvif.elf"), (b"cfg text", "my.cfg")]) as vm:
         rc, out = vm.sh("xl info")
-        vm.sh("xl create /guests/xvif.cfg", check=True)
+        rc, out = vm.xl_create("/guests/my.cfg", 'extra="x=1"', name="xvif")
+        vm.wait_for("xl dmesg", r"^\(d1\) .*hello", timeout=60)
 
 * The image (xen, vmlinuz, dom0.cpio.gz, domU.cpio.gz) comes from
   $XVIF_XEN_IMAGE, or else from `build-image.sh` next to this file (which
@@ -16,6 +17,9 @@
   and is killed by PID on close(), at interpreter exit and on SIGTERM/SIGHUP.
 * dom0's console is the serial line (Xen's com1, dom0 on hvc0 multiplexed into
   it). Commands run with unique begin/end markers; sh() returns (rc, output).
+  Xen keeps only 128 bytes of serial input for dom0 and drops the rest
+  silently, so at most one short line is ever in flight: long or multi-line
+  commands are uploaded in acknowledged base64 pieces and then sourced.
 * diagnostics() collects the tail of `xl dmesg`, of the serial console (Xen +
   dom0), every guest console log under /var/log/xen/console/ and the xl logs.
 * Timings (QEMU start to Xen banner / dom0 kernel / dom0 READY, per command)
@@ -503,6 +507,25 @@ class XenVM:
                 self.print_diagnostics("%r not seen in %s within %.0f s" % (pattern, cmd, timeout))
                 raise XenVMError("%r not seen within %.0f s in: %s" % (pattern, timeout, cmd))
             time.sleep(interval)
+
+    def xl_create(self, cfg, *overrides, name=None, timeout=300):
+        """`xl create CFG [KEY=VALUE...]` (each override is passed as one
+        shell-quoted word, e.g. 'extra="ip=10.0.0.2/24"'). Returns (rc, out).
+
+        Known flake: very rarely xl itself segfaults in libgcc_s (rc 139)
+        while tearing down libxenstore's reader thread (pthread_cancel) at
+        exit, after the domain was built. With `name` given, such a run counts
+        as success when the domain exists."""
+        words = [cfg] + ["'%s'" % o.replace("'", "'\\''") for o in overrides]
+        rc, out = self.sh("xl create " + " ".join(words), timeout=timeout)
+        if rc == 139 and name:
+            rc2, _ = self.sh("xl domid %s" % name, quiet=True)
+            if rc2 == 0:
+                self.note("WARNING: xl segfaulted (rc 139) after building %s; domain exists, "
+                          "carrying on (known flake, see tests/xen/README.md)" % name)
+                self.timing("xl create segfault (tolerated)", 0)
+                return 0, out
+        return rc, out
 
     def _upload(self, data, timeout=60):
         """Put `data` into dom0's /tmp/.xvc as base64, one short acknowledged

@@ -1,0 +1,162 @@
+"""xvif as a PVH network driver domain serving two Linux PV guests
+(Debian kernel, stock xen-netfront) on a real Xen 4.17 nested in QEMU.
+
+Needs $XVIF_ELF (the Makefile sets it)."""
+import re
+import time
+
+import pytest
+
+from guests import XVIF_CONSOLE, Guest, domid, last_line, wait_until, xl_create
+
+XVIF_IP = "10.0.1.1"
+
+
+def resources(xen):
+    d = domid(xen, "xvif")
+    rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif-resources" % d, quiet=True)
+    return dict(kv.split("=", 1) for kv in last_line(out).split())
+
+
+def backend_dir(xen, guest_domid):
+    d = domid(xen, "xvif")
+    rc, out = xen.sh("xenstore-ls /local/domain/%d/backend/vif/%d >/dev/null 2>&1; echo $?" % (d, guest_domid), quiet=True)
+    return last_line(out) == "0"
+
+
+def port_counters(xen, name):
+    d = domid(xen, "xvif")
+    rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif/ports/%s 2>/dev/null" % (d, name), quiet=True)
+    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
+
+
+@pytest.fixture(scope="module")
+def net(xen):
+    for name in ("guesta", "guestb", "xvif"):
+        if domid(xen, name) is not None:
+            xen.sh("xl destroy %s" % name, timeout=120)
+    xen.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
+    xl_create(xen, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % XVIF_IP, "xvif")
+    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0)
+    a = Guest(xen, "guesta", "10.0.1.2", "00:16:3e:00:00:0a")
+    b = Guest(xen, "guestb", "10.0.1.3", "00:16:3e:00:00:0b")
+    t0 = time.time()
+    a.create()
+    b.create()
+    xen.timing("two Linux PV guests created and connected", time.time() - t0)
+    yield xen, a, b
+    for g in (a, b):
+        g.destroy()
+    xen.sh("xl destroy xvif", timeout=120)
+
+
+def test_guests_ping_xvif_and_each_other(net):
+    xen, a, b = net
+    for g, target in ((a, XVIF_IP), (b, XVIF_IP), (a, b.ip), (b, a.ip)):
+        sent, got, out = g.ping(target, count=100)
+        assert (sent, got) == (100, 100), "%s -> %s: %s" % (g.name, target, out)
+    assert backend_dir(xen, a.domid) and backend_dir(xen, b.domid)
+    rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/hotplug-status" % (domid(xen, "xvif"), a.domid))
+    assert last_line(out) == "connected"
+
+
+def test_tcp_transfer_between_guests_is_intact(net):
+    xen, a, b = net
+    rc, _ = b.run("nc -l -p 5001 > /tmp/rx 2>/dev/null &")
+    assert rc == 0
+    rc, out = a.run("dd if=/dev/urandom of=/tmp/tx bs=1M count=20 2>/dev/null && md5sum /tmp/tx")
+    assert rc == 0, out
+    sent_md5 = out.split()[0]
+    t0 = time.time()
+    rc, out = a.run("nc -w 5 %s 5001 < /tmp/tx" % b.ip, timeout=600)
+    secs = time.time() - t0
+    xen.timing("20 MB TCP guest->guest through xvif", secs)
+    def received():
+        rc, out = b.run("ls -l /tmp/rx | awk '{print $5}'; md5sum /tmp/rx")
+        return out if "20971520" in out else None
+    out = wait_until("20 MB at guestb", received, timeout=120, interval=2)
+    assert sent_md5 in out, (sent_md5, out)
+
+
+def test_counters_published_and_spoofing_dropped(net):
+    xen, a, b = net
+    name = "vif%d.0" % a.domid
+    before = port_counters(xen, name)
+    assert int(before.get("rx_packets", 0)) > 0, before
+    # Guest A forges its source MAC: xvif must drop and count it.
+    rc, out = a.run("ip link set eth0 address 00:16:3e:00:00:99 && ping -c 5 -W 1 -q %s; "
+                    "ip link set eth0 address %s" % (XVIF_IP, a.mac))
+    assert "0 packets received" in out, out
+    after = wait_until("spoof counter", lambda: (lambda c: c if int(c.get("spoofed", 0)) > int(before.get("spoofed", 0)) else None)(port_counters(xen, name)), timeout=30)
+    assert int(after["spoofed"]) >= 5, after
+    sent, got, out = a.ping(XVIF_IP, count=5, interval="0.2")
+    assert got == 5, out
+
+
+def test_guest_reboot_reconnects(net):
+    xen, a, b = net
+    old = a.domid
+    xen.sh("rm -f %s" % a.console, quiet=True)
+    xen.sh("xl reboot %s" % a.name, timeout=120)
+    wait_until("guesta to come back with a new domid", lambda: a.domid not in (None, old), timeout=180, interval=2)
+    a.wait_up()
+    sent, got, out = a.ping(XVIF_IP, count=20)
+    assert got == 20, out
+    wait_until("old backend directory removed", lambda: not backend_dir(xen, old), timeout=60)
+
+
+def test_network_detach_and_attach(net):
+    xen, a, b = net
+    d = b.domid
+    rc, out = xen.sh("xl network-detach %s 0" % b.name, timeout=120)
+    assert rc == 0, out
+    wait_until("backend dir of guestb removed", lambda: not backend_dir(xen, d), timeout=60)
+    rc, out = xen.sh("xl network-attach %s backend=xvif,mac=%s" % (b.name, b.mac), timeout=120)
+    assert rc == 0, out
+    def configured():
+        rc, out = b.run("dev=$(ls /sys/class/net | grep -v lo | head -1); ip addr add %s/24 dev $dev 2>/dev/null; "
+                        "ip link set $dev up; echo dev=$dev" % b.ip)
+        return "dev=eth" in out
+    wait_until("guestb's new netfront device", configured, timeout=120, interval=3)
+    sent, got, out = b.ping(XVIF_IP, count=20)
+    assert got >= 19, out   # the first may go to ARP while the link comes up
+    sent, got, out = b.ping(a.ip, count=20)
+    assert got == 20, out
+
+
+def test_destroy_guest_while_other_keeps_pinging(net):
+    xen, a, b = net
+    d = b.domid
+    rc, _ = a.run("ping -c 60 -i 0.2 -q %s > /tmp/bg 2>&1 &" % XVIF_IP)
+    xen.sh("xl destroy %s" % b.name, timeout=120)
+    wait_until("backend dir of destroyed guestb removed", lambda: not backend_dir(xen, d), timeout=60)
+    def done():
+        rc, out = a.run("cat /tmp/bg")
+        return out if "packets received" in out else None
+    out = wait_until("background ping", done, timeout=120, interval=2)
+    m = re.search(r"(\d+) packets transmitted, (\d+) packets received", out)
+    assert m and m.group(1) == m.group(2) == "60", out
+
+
+def test_attach_detach_cycles_return_to_baseline(net):
+    xen, a, b = net
+    if b.domid is None:
+        b.create()
+    base = wait_until("settled resources", lambda: (lambda r: r if r.get("vifs") == "2" else None)(resources(xen)), timeout=60)
+    t0 = time.time()
+    for i in range(20):
+        d = b.domid
+        rc, out = xen.sh("xl network-detach %s 0" % b.name, timeout=120)
+        assert rc == 0, out
+        wait_until("detach %d" % i, lambda: not backend_dir(xen, d), timeout=60, interval=0.5)
+        rc, out = xen.sh("xl network-attach %s backend=xvif,mac=%s" % (b.name, b.mac), timeout=120)
+        assert rc == 0, out
+        wait_until("attach %d connected" % i, lambda: (lambda r: r if r.get("vifs") == "2" else None)(resources(xen)),
+                   timeout=120, interval=0.5)
+    xen.timing("20 network-detach/attach cycles", time.time() - t0)
+    after = wait_until("settled resources", lambda: (lambda r: r if r.get("vifs") == "2" else None)(resources(xen)), timeout=60)
+    for k in ("vifs", "grants", "evtchns", "bufs", "frames"):
+        assert after[k] == base[k], (k, base, after)
+    assert int(after["heap"]) <= int(base["heap"]) + 64 * 1024, (base, after)
+    sent, got, out = a.ping(XVIF_IP, count=10)
+    assert got == 10, out
