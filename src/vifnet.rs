@@ -283,6 +283,31 @@ impl VifNet {
         )
     }
 
+    /// Netback counters per vif, as (xenstore key, text).
+    pub fn vif_stats(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .map(|(id, s)| {
+                let st = s.vif.stats();
+                let text = format!(
+                    "from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
+                     to_guest_drops={} to_guest_errors={} rx_stalls={} copies={} disabled={}",
+                    st.from_guest.packets,
+                    st.from_guest.bytes,
+                    st.from_guest.errors,
+                    st.to_guest.packets,
+                    st.to_guest.bytes,
+                    st.to_guest.drops,
+                    st.to_guest.errors,
+                    st.rx_stalls,
+                    st.copy_hypercalls,
+                    s.vif.disabled().is_some()
+                );
+                (format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid), text)
+            })
+            .collect()
+    }
+
     fn unmap_all(maps: [Option<MappedGrant>; 2]) {
         for m in maps.into_iter().flatten() {
             if let Err(e) = xen::unmap_grant(m) {

@@ -161,7 +161,10 @@ impl Task for XenHost {
     }
 
     fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
-        Some(self.next_publish.max(now))
+        // A closed device's directory is removed after a short grace period.
+        let removal = self.backend.as_ref().is_some_and(Backend::removal_pending);
+        let soon = if removal { now + crate::xenbus::backend::REMOVE_GRACE_NS / 4 } else { Nanos::MAX };
+        Some(self.next_publish.max(now).min(soon))
     }
 }
 
@@ -177,9 +180,12 @@ impl XenHost {
             log::debug!("resources: {res}");
             self.published = res;
         }
-        let entries: alloc::vec::Vec<(String, String)> = self.net.switch().xenstore_entries().collect();
+        let mut entries: alloc::vec::Vec<(String, String)> = self.net.switch().xenstore_entries().collect();
+        entries.extend(self.net.vif_stats());
         for (path, value) in entries {
-            let _ = self.xs.write(&self.io, 0, &path, value.as_bytes());
+            if let Err(e) = self.xs.write(&self.io, 0, &path, value.as_bytes()) {
+                warn!("xenstore: publishing {path}: {e}");
+            }
         }
     }
 }

@@ -323,7 +323,7 @@ fn counters_render_for_metrics_and_xenstore() {
     assert!(t.starts_with("rx_packets=1 rx_bytes=60 rx_drops=1 "), "{t}");
     let xs: Vec<(String, String)> = sw.xenstore_entries().collect();
     assert_eq!(xs.len(), 5);
-    assert_eq!(xs[2], ("data/xvif/ports/vif2.0".to_string(), t));
+    assert_eq!(xs[2], ("data/xvif/ports/vif2_0".to_string(), t));
 }
 
 #[test]

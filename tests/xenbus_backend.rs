@@ -47,6 +47,12 @@ impl World {
         w
     }
 
+    /// Lets the removal grace period pass.
+    fn after_grace(&mut self) {
+        self.xs.advance(xvif::xenbus::backend::REMOVE_GRACE_NS + 1);
+        self.settle();
+    }
+
     /// Delivers watch events until nothing moves.
     fn settle(&mut self) {
         for _ in 0..100 {
@@ -205,6 +211,9 @@ fn network_detach_closes_and_removes_our_directory() {
     w.xs.set(&format!("{be}/state"), b"5", 0);
     w.settle();
     assert_eq!(w.host.disconnected, vec![id(5, 0)]);
+    // State 6 stays visible for the toolstack first, then the directory goes.
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("6"));
+    w.after_grace();
     assert_eq!(w.get(&be), None, "backend directory removed");
     assert_eq!(w.get(&format!("{BE_ROOT}/5")), None, "empty per-frontend directory removed");
     assert_eq!(w.be.devices().count(), 0);
@@ -229,6 +238,7 @@ fn destroyed_frontend_vanishes_without_closing() {
     let be = format!("{BE_ROOT}/5/0");
     w.xs.set(&format!("{be}/online"), b"0", 0);
     w.settle();
+    w.after_grace();
     assert_eq!(w.get(&be), None);
     assert_eq!(w.host.disconnected.len(), 1);
 }

@@ -103,7 +103,8 @@ impl PortCounters {
 /// (anything but `[A-Za-z0-9_.-]`) replaced by `_`.
 pub fn xenstore_key(name: &str) -> String {
     let mut k = String::from("data/xvif/ports/");
-    k.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }));
+    // xenstore path components allow only alphanumerics and -_@ (docs/misc/xenstore.txt).
+    k.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '@') { c } else { '_' }));
     k
 }
 
@@ -199,7 +200,7 @@ mod tests {
         assert!(t.starts_with("rx_packets=3 rx_bytes=0 "), "{t}");
         assert!(t.contains(" spoofed=2 "));
         assert!(t.ends_with("gso_segments=0"));
-        assert_eq!(xenstore_key("vif3.0"), "data/xvif/ports/vif3.0");
+        assert_eq!(xenstore_key("vif3.0"), "data/xvif/ports/vif3_0");
         assert_eq!(xenstore_key("a/b c"), "data/xvif/ports/a_b_c");
     }
 }

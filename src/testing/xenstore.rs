@@ -101,6 +101,11 @@ impl FakeXenstore {
         }
     }
 
+    /// Advances the fake clock.
+    pub fn advance(&self, ns: u64) {
+        self.clock.set(self.clock.get() + ns);
+    }
+
     /// Writes garbage indices into the response ring.
     pub fn corrupt_rsp_indices(&self) {
         self.page.write_u32(RSP_RING.cons, 0);

@@ -110,7 +110,13 @@ struct Device {
     /// The state we last wrote.
     state: XenbusState,
     connected: bool,
+    /// When set, remove our directory at this time: the toolstack must see
+    /// state 6 before the directory disappears.
+    remove_at: Option<u64>,
 }
+
+/// How long our Closed state stays visible before we delete the directory.
+pub const REMOVE_GRACE_NS: u64 = 300_000_000;
 
 /// Counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -235,6 +241,39 @@ impl Backend {
         {
             warn!("vif backend: rescan of {}: {e}", self.root);
         }
+        let now = io.now_ns();
+        let due: Vec<VifId> =
+            self.devices.iter().filter(|(_, d)| d.remove_at.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+        for id in due {
+            self.forget(xs, io, id, host, true);
+        }
+    }
+
+    /// True while a closed device waits for its directory to be removed.
+    pub fn removal_pending(&self) -> bool {
+        self.devices.values().any(|d| d.remove_at.is_some())
+    }
+
+    /// Closes a device the toolstack is removing: state 6 now, directory
+    /// removal after `REMOVE_GRACE_NS` (in `finish`), so the toolstack sees
+    /// state 6 before the directory disappears.
+    fn close_for_removal(
+        &mut self,
+        xs: &mut Client,
+        io: &dyn XsIo,
+        id: VifId,
+        host: &mut dyn VifHost,
+    ) -> Result<(), XsError> {
+        self.disconnect(id, host);
+        let ours = self.devices.get(&id).map(|d| d.state);
+        if ours != Some(XenbusState::Closed) {
+            self.set_state(xs, io, id, XenbusState::Closed)?;
+        }
+        let at = io.now_ns().saturating_add(REMOVE_GRACE_NS);
+        if let Some(d) = self.devices.get_mut(&id) {
+            d.remove_at.get_or_insert(at);
+        }
+        Ok(())
     }
 
     fn token_id(token: &str) -> Option<VifId> {
@@ -331,7 +370,8 @@ impl Backend {
             "vif {}/{}: probed, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, frontend {fe}",
             id.frontend.0, id.devid, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
         );
-        self.devices.insert(id, Device { be, fe, mac, state: XenbusState::InitWait, connected: false });
+        self.devices
+            .insert(id, Device { be, fe, mac, state: XenbusState::InitWait, connected: false, remove_at: None });
         Ok(())
     }
 
@@ -402,9 +442,7 @@ impl Backend {
         // Offline and either the toolstack wrote our state (to Closing) or we
         // already closed: finish and remove the directory as it expects.
         if !online && (written != Some(ours) || ours == XenbusState::Closed) {
-            self.disconnect(id, host);
-            self.set_state(xs, io, id, XenbusState::Closed)?;
-            self.forget(xs, io, id, host, true);
+            self.close_for_removal(xs, io, id, host)?;
         }
         Ok(())
     }
@@ -491,7 +529,7 @@ impl Backend {
                 // Frontend gone and toolstack done with us: clean up.
                 let online = read_flag(xs, io, &format!("{be}/online"))?;
                 if !online {
-                    self.forget(xs, io, id, host, true);
+                    self.close_for_removal(xs, io, id, host)?;
                 }
             }
             Some(XenbusState::Initialising) if matches!(ours, XenbusState::Closed | XenbusState::Closing) => {

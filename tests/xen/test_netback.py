@@ -62,7 +62,8 @@ def test_guests_ping_xvif_and_each_other(net):
 
 def test_tcp_transfer_between_guests_is_intact(net):
     xen, a, b = net
-    rc, _ = b.run("nc -l -p 5001 > /tmp/rx 2>/dev/null &")
+    # stdin must stay open: busybox nc stops when its stdin ends
+    rc, _ = b.run("sleep 600 | nc -l -p 5001 > /tmp/rx 2>/dev/null &")
     assert rc == 0
     rc, out = a.run("dd if=/dev/urandom of=/tmp/tx bs=1M count=20 2>/dev/null && md5sum /tmp/tx")
     assert rc == 0, out
@@ -80,7 +81,7 @@ def test_tcp_transfer_between_guests_is_intact(net):
 
 def test_counters_published_and_spoofing_dropped(net):
     xen, a, b = net
-    name = "vif%d.0" % a.domid
+    name = "vif%d_0" % a.domid
     before = port_counters(xen, name)
     assert int(before.get("rx_packets", 0)) > 0, before
     # Guest A forges its source MAC: xvif must drop and count it.
