@@ -418,7 +418,8 @@ impl VifHost for VifNet {
             xen::close_counted(slot.rx_evt);
         }
         Self::unmap_all(slot.maps);
-        self.pool.trim();
+        // Buffers stay in the pool for the next vif: the frame allocator
+        // cannot rebuild 64 KiB contiguous runs from returned single frames.
         info!("netback: vif{}.{} released ({})", id.frontend.0, id.devid, self.resources());
     }
 }

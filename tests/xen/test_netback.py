@@ -69,13 +69,17 @@ def test_tcp_transfer_between_guests_is_intact(net):
     assert rc == 0, out
     sent_md5 = out.split()[0]
     t0 = time.time()
-    rc, out = a.run("nc -w 5 %s 5001 < /tmp/tx" % b.ip, timeout=600)
+    rc, out = a.run("nc -w 30 %s 5001 < /tmp/tx" % b.ip, timeout=600)
     secs = time.time() - t0
     xen.timing("20 MB TCP guest->guest through xvif", secs)
     def received():
         rc, out = b.run("ls -l /tmp/rx | awk '{print $5}'; md5sum /tmp/rx")
         return out if "20971520" in out else None
-    out = wait_until("20 MB at guestb", received, timeout=120, interval=2)
+    try:
+        out = wait_until("20 MB at guestb", received, timeout=120, interval=2)
+    finally:
+        d = domid(xen, "xvif")
+        xen.sh("xenstore-ls -f /local/domain/%d/data/xvif/vifs" % d)
     assert sent_md5 in out, (sent_md5, out)
 
 
@@ -85,8 +89,9 @@ def test_counters_published_and_spoofing_dropped(net):
     before = port_counters(xen, name)
     assert int(before.get("rx_packets", 0)) > 0, before
     # Guest A forges its source MAC: xvif must drop and count it.
-    rc, out = a.run("ip link set eth0 address 00:16:3e:00:00:99 && ping -c 5 -W 1 -q %s; "
-                    "ip link set eth0 address %s" % (XVIF_IP, a.mac))
+    rc, out = a.run("ip link set eth0 down && ip link set eth0 address 00:16:3e:00:00:99 && ip link set eth0 up "
+                    "&& ping -c 5 -W 1 -q %s; ip link set eth0 down; ip link set eth0 address %s; ip link set eth0 up"
+                    % (XVIF_IP, a.mac))
     assert "0 packets received" in out, out
     after = wait_until("spoof counter", lambda: (lambda c: c if int(c.get("spoofed", 0)) > int(before.get("spoofed", 0)) else None)(port_counters(xen, name)), timeout=30)
     assert int(after["spoofed"]) >= 5, after
@@ -112,7 +117,7 @@ def test_network_detach_and_attach(net):
     rc, out = xen.sh("xl network-detach %s 0" % b.name, timeout=120)
     assert rc == 0, out
     wait_until("backend dir of guestb removed", lambda: not backend_dir(xen, d), timeout=60)
-    rc, out = xen.sh("xl network-attach %s backend=xvif,mac=%s" % (b.name, b.mac), timeout=120)
+    rc, out = xen.sh("xl network-attach %s backend=xvif mac=%s" % (b.name, b.mac), timeout=120)
     assert rc == 0, out
     def configured():
         rc, out = b.run("dev=$(ls /sys/class/net | grep -v lo | head -1); ip addr add %s/24 dev $dev 2>/dev/null; "
@@ -150,7 +155,7 @@ def test_attach_detach_cycles_return_to_baseline(net):
         rc, out = xen.sh("xl network-detach %s 0" % b.name, timeout=120)
         assert rc == 0, out
         wait_until("detach %d" % i, lambda: not backend_dir(xen, d), timeout=60, interval=0.5)
-        rc, out = xen.sh("xl network-attach %s backend=xvif,mac=%s" % (b.name, b.mac), timeout=120)
+        rc, out = xen.sh("xl network-attach %s backend=xvif mac=%s" % (b.name, b.mac), timeout=120)
         assert rc == 0, out
         wait_until("attach %d connected" % i, lambda: (lambda r: r if r.get("vifs") == "2" else None)(resources(xen)),
                    timeout=120, interval=0.5)

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from guests import xl_create
+
 CONSOLE = "/var/log/xen/console/guest-xvif.log"
 
 
@@ -34,11 +36,7 @@ def wait_console(xen, offset, pattern, timeout=60):
 def create(xen, extra=""):
     off = console_size(xen)
     t0 = time.time()
-    rc, out = xen.sh("xl create /guests/xvif.cfg 'extra=\"%s\"'" % extra, timeout=120)
-    # xl 4.17 under this nested emulator sometimes dies on a libxl mutex
-    # assertion after the domain was built; judge by the domain itself.
-    if rc != 0:
-        assert "pthread_mutex_lock" in out and domid(xen) is not None, out
+    xl_create(xen, "/guests/xvif.cfg 'extra=\"%s\"'" % extra, "xvif")
     text = wait_console(xen, off, r"xvif ready")
     return off, text, time.time() - t0
 
