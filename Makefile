@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: fuzz all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -71,6 +71,15 @@ test: lint host-test qemu-test xen-test
 bench: build deps
 	python3 tests/bench/boot_time.py
 	python3 tests/bench/net_bench.py
+	bash tests/bench/netback_sim.sh 3
+
+# Fuzz the parsers of hostile input (xenstore replies, netback TX rings) with
+# libFuzzer; needs nightly Rust and cargo-fuzz, installed here when missing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || { echo "fuzz: installing the nightly toolchain (rustup)"; rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null || { echo "fuzz: installing cargo-fuzz (cargo install)"; cargo install cargo-fuzz --locked; }
+	cd fuzz && for t in xenstore_replies netback_tx_ring; do cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean:
 	$(CARGO) clean

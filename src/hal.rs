@@ -15,9 +15,15 @@ pub trait SharedMem {
     /// Size in bytes.
     fn size(&self) -> usize;
     /// Reads a little-endian u32 at `off`.
-    fn read_u32(&self, off: usize) -> u32;
+    fn read_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.read_bytes(off, &mut b);
+        u32::from_le_bytes(b)
+    }
     /// Writes a little-endian u32 at `off`.
-    fn write_u32(&self, off: usize, v: u32);
+    fn write_u32(&self, off: usize, v: u32) {
+        self.write_bytes(off, &v.to_le_bytes());
+    }
     /// Copies bytes out of the page.
     fn read_bytes(&self, off: usize, buf: &mut [u8]);
     /// Copies bytes into the page.
@@ -47,16 +53,6 @@ impl HeapPage {
 impl SharedMem for HeapPage {
     fn size(&self) -> usize {
         self.bytes.lock().len()
-    }
-
-    fn read_u32(&self, off: usize) -> u32 {
-        let mut b = [0u8; 4];
-        self.read_bytes(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn write_u32(&self, off: usize, v: u32) {
-        self.write_bytes(off, &v.to_le_bytes());
     }
 
     fn read_bytes(&self, off: usize, buf: &mut [u8]) {

@@ -327,16 +327,6 @@ impl SharedMem for XenPage {
         4096
     }
 
-    fn read_u32(&self, off: usize) -> u32 {
-        let mut b = [0u8; 4];
-        self.read_bytes(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    fn write_u32(&self, off: usize, v: u32) {
-        self.write_bytes(off, &v.to_le_bytes());
-    }
-
     fn read_bytes(&self, off: usize, buf: &mut [u8]) {
         let Some(p) = self.ptr(off, buf.len()) else {
             buf.fill(0);

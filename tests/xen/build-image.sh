@@ -14,6 +14,12 @@
 #   domU.cpio.gz   Linux PV guest initramfs: busybox + xen-netfront; /init
 #                  brings eth0 up with ip=ADDR/LEN from the kernel command line
 #                  (optional ping=ADDR keeps pinging it and prints PING-OK).
+#   netdd.cpio.gz  Linux PV network driver domain initramfs (for benchmarks
+#                  against xvif; xen-config/linux-dd.cfg): busybox,
+#                  xen-netback, bridge br0 (ip=ADDR/LEN from the command
+#                  line) and a tiny shell "devd" that enslaves vifG.D to br0,
+#                  writes hotplug-status=connected and removes closed
+#                  backend directories. Also copied into dom0's /guests/.
 #   manifest.txt   the exact .deb files (name_version, size, sha256) used
 #   image.env      KVER=..., XENV=... for the harness
 #
@@ -243,6 +249,57 @@ chmod +x "$R/init"
 mkcpio "$R" "$WORK/out/domU.cpio.gz"
 log "domU.cpio.gz $(du -h "$WORK/out/domU.cpio.gz" | cut -f1)"
 
+########## netdd (Linux PV network driver domain) root ##########
+# Linux netback + a bridge, with no toolstack: nothing writes
+# hotplug-status=connected for a backend outside dom0 (that is `xl devd`'s
+# and vif-bridge's job), so a shell loop does the minimum: enslave each new
+# vifG.D to br0 and write hotplug-status; when the toolstack has set
+# online=0 and the backend reached state 6 (closed), remove the backend
+# directory (dom0's libxl waits for that on `xl destroy`/network-detach).
+R=$WORK/root-netdd; mkroot "$R"
+copy_mods "$R" xen-netback bridge
+for b in xenstore-read xenstore-write xenstore-list xenstore-rm xenstore-exists; do copy_bin "$R" "usr/bin/$b"; done
+cat >"$R/init" <<'EOF'
+#!/bin/sh
+# Linux network driver domain. Kernel command line: ip=ADDR/LEN (for br0)
+export PATH=/usr/bin:/bin:/sbin:/usr/sbin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /tmp; mount -t tmpfs tmpfs /tmp
+IP=
+for a in $(cat /proc/cmdline); do case $a in ip=*) IP=${a#ip=};; esac; done
+modprobe xen-netback; modprobe bridge
+ip link set lo up
+brctl addbr br0   # (busybox brctl here lacks stp/setfd: use sysfs)
+echo 0 >/sys/class/net/br0/bridge/stp_state; echo 0 >/sys/class/net/br0/bridge/forward_delay
+[ -n "$IP" ] && ip addr add "$IP" dev br0
+ip link set br0 up
+echo "XVIF-NETDD-UP $(uname -r) domid=$(xenstore-read domid) br0=$IP"
+( while true; do
+    for fe in $(xenstore-list backend/vif 2>/dev/null); do
+      for dev in $(xenstore-list backend/vif/$fe 2>/dev/null); do
+        p=backend/vif/$fe/$dev
+        st=$(xenstore-read $p/state 2>/dev/null); on=$(xenstore-read $p/online 2>/dev/null)
+        if [ "$st" = 6 ] && [ "$on" != 1 ]; then
+          xenstore-rm $p; echo "netdd-devd: $p closed, removed"
+          [ -z "$(xenstore-list backend/vif/$fe 2>/dev/null)" ] && xenstore-rm backend/vif/$fe
+          continue
+        fi
+        [ "$(xenstore-read $p/hotplug-status 2>/dev/null)" = connected ] && continue
+        ip link show vif$fe.$dev >/dev/null 2>&1 || continue
+        brctl addif br0 vif$fe.$dev; ip link set vif$fe.$dev up
+        xenstore-write $p/hotplug-status connected
+        echo "netdd-devd: $p -> vif$fe.$dev on br0, hotplug-status=connected"
+      done
+    done
+    sleep 0.5
+  done ) &
+echo "XVIF-NETDD-DEVD-UP"
+exec setsid cttyhack sh
+EOF
+chmod +x "$R/init"
+mkcpio "$R" "$WORK/out/netdd.cpio.gz"
+log "netdd.cpio.gz $(du -h "$WORK/out/netdd.cpio.gz" | cut -f1)"
+
 ########## dom0 root ##########
 R=$WORK/root-dom0; mkroot "$R"
 copy_mods "$R" xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback xen-netfront \
@@ -264,7 +321,7 @@ cp -L "$S/lib/x86_64-linux-gnu/libgcc_s.so.1" "$R/lib/x86_64-linux-gnu/"
 [ -d "$S/usr/lib/xen-$XENV/boot" ] && cp -a "$S/usr/lib/xen-$XENV/boot" "$R/usr/lib/xen-$XENV/"
 mkdir -p "$R/etc/xen" "$R/var/lib/xen" "$R/var/log/xen/console" "$R/guests"
 cp -a "$S/etc/xen/scripts" "$S/etc/xen/xl.conf" "$R/etc/xen/"
-cp "$WORK/out/vmlinuz" "$WORK/out/domU.cpio.gz" "$R/guests/"
+cp "$WORK/out/vmlinuz" "$WORK/out/domU.cpio.gz" "$WORK/out/netdd.cpio.gz" "$R/guests/"
 cat >"$R/init" <<EOF
 #!/bin/sh
 export PATH=/usr/lib/xen-$XENV/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb

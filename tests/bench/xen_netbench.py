@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Guest-to-guest TCP throughput and ping RTT on a real Xen 4.17 nested in
+QEMU (tests/xen harness): through xvif (PVH driver domain) and through a Linux
+PV driver domain (Debian's 6.1 kernel, xen-netback + bridge br0, image
+/guests/netdd.cpio.gz, config xen-config/linux-dd.cfg), in the same boot.
+
+    XVIF_ELF=target/x86_64-unknown-none/release/xvif \
+        python3 tests/bench/xen_netbench.py [MB] [reps] [pings]
+
+Defaults: 50 MB per transfer, 3 repetitions, 50 pings (-i 0.2) per repetition;
+medians are reported. For each path: create the driver domain (10.0.1.1/24)
+and two Linux PV guests (guesta 10.0.1.2 -> guestb 10.0.1.3, stock
+xen-netfront) with backend=<driver domain>; the transfer is busybox nc timed
+inside guesta (/proc/uptime before/after; nc exits after guestb has read
+everything and closed), its md5 checked at guestb; then everything is
+destroyed before the next path. A benchmark: it prints numbers and fails only
+when a path does not work (wrong md5, no ping replies).
+
+Results and timings: $XVIF_CACHE/xen-runs/<run>/netbench.json, timings.json.
+"""
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "xen"))
+os.environ.setdefault("XVIF_ELF", os.path.join(REPO, "target", "x86_64-unknown-none", "release", "xvif"))
+
+from conftest import guest_files  # noqa: E402
+from guests import XVIF_CONSOLE, Guest, domid, last_line, wait_until, xl_create  # noqa: E402
+from xenvm import XenVM  # noqa: E402
+
+MB = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+PINGS = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+DD_IP = "10.0.1.1"
+A_IP, B_IP = "10.0.1.2", "10.0.1.3"
+NBYTES = MB * 1024 * 1024
+
+
+def log(msg):
+    print("[xen_netbench] %s" % msg, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def start_dd(vm, path):
+    t0 = time.time()
+    if path == "xvif":
+        vm.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
+        xl_create(vm, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % DD_IP, "xvif")
+        wait_until("xvif ready", lambda: vm.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
+                   timeout=120)
+    else:
+        con = "/var/log/xen/console/guest-linuxdd.log"
+        vm.sh("rm -f %s" % con, quiet=True)
+        xl_create(vm, "/guests/linux-dd.cfg 'extra=\"console=hvc0 rdinit=/init ip=%s/24\"'" % DD_IP, "linuxdd")
+        wait_until("linuxdd devd up", lambda: vm.sh("grep -c XVIF-NETDD-DEVD-UP %s" % con, quiet=True)[0] == 0,
+                   timeout=240, interval=2)
+    vm.timing("%s: driver domain created and ready" % path, time.time() - t0)
+
+
+def backend_states(vm, dd, guests):
+    d = domid(vm, dd)
+    out = []
+    for g in guests:
+        rc, o = vm.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/state" % (d, g.domid), quiet=True)
+        out.append(last_line(o))
+    return out
+
+
+def transfer(vm, path, a, b, i):
+    port = 5001 + i
+    rc, out = b.run("rm -f /tmp/rx; sleep 600 | nc -l -p %d > /tmp/rx 2>/dev/null &" % port)
+    assert rc == 0, out
+    wait_until("guestb listening on %d" % port,
+               lambda: ":%d " % port in b.run("netstat -ltn")[1], timeout=60, interval=1)
+    t0 = time.time()
+    rc, out = a.run("s=$(cut -d' ' -f1 /proc/uptime); nc -w 30 %s %d < /tmp/tx; r=$?; "
+                    "e=$(cut -d' ' -f1 /proc/uptime); echo XFER $s $e $r" % (B_IP, port), timeout=900)
+    wall = time.time() - t0
+    m = re.search(r"XFER ([0-9.]+) ([0-9.]+) (\d+)", out)
+    assert m and m.group(3) == "0", "%s: nc failed: %s" % (path, out)
+    secs = float(m.group(2)) - float(m.group(1))
+
+    def received():
+        rc, o = b.run("ls -l /tmp/rx | awk '{print $5}'; md5sum /tmp/rx")
+        return o if str(NBYTES) in o else None
+    o = wait_until("%d MB at guestb" % MB, received, timeout=120, interval=2)
+    md5 = o.split()[-2] if len(o.split()) >= 2 else ""
+    b.run("rm -f /tmp/rx")
+    mbit = NBYTES * 8 / secs / 1e6
+    vm.timing("%s: %d MB TCP guesta->guestb #%d (in guest %.2fs)" % (path, MB, i + 1, secs), wall)
+    log("%s transfer %d: %.2f s in guesta (%.1f s via the agent), %.1f Mbit/s, md5 %s"
+        % (path, i + 1, secs, wall, mbit, md5))
+    return secs, mbit, md5
+
+
+def ping(vm, path, a, i):
+    t0 = time.time()
+    sent, got, out = a.ping(B_IP, count=PINGS, interval="0.2")
+    m = re.search(r"min/avg/max = ([0-9.]+)/([0-9.]+)/([0-9.]+)", out)
+    assert m and got > 0, "%s: no ping replies: %s" % (path, out)
+    vm.timing("%s: ping -c %d guesta->guestb #%d" % (path, PINGS, i + 1), time.time() - t0)
+    log("%s ping %d: %d/%d, min/avg/max %s/%s/%s ms" % (path, i + 1, got, sent, *m.groups()))
+    return float(m.group(2)), float(m.group(1)), float(m.group(3)), sent - got
+
+
+def bench_path(vm, path):
+    res = {"path": path, "ok": False}
+    t_path = time.time()
+    start_dd(vm, path)
+    a = Guest(vm, "guesta", A_IP, "00:16:3e:00:00:0a", backend=path)
+    b = Guest(vm, "guestb", B_IP, "00:16:3e:00:00:0b", backend=path)
+    try:
+        t0 = time.time()
+        a.create()
+        b.create()
+        vm.timing("%s: two guests created and up" % path, time.time() - t0)
+        res["backend_states"] = backend_states(vm, path, (a, b))
+        sent, got, out = a.ping(B_IP, count=3, interval="0.5")   # ARP + reachability
+        assert got > 0, "%s: guesta cannot reach guestb: %s" % (path, out)
+        rc, out = a.run("dd if=/dev/urandom of=/tmp/tx bs=1M count=%d 2>/dev/null && md5sum /tmp/tx" % MB,
+                        timeout=600)
+        assert rc == 0, out
+        want = out.split()[0]
+        xfers = [transfer(vm, path, a, b, i) for i in range(REPS)]
+        bad = [x[2] for x in xfers if x[2] != want]
+        assert not bad, "%s: md5 mismatch at guestb: sent %s, got %s" % (path, want, bad)
+        pings = [ping(vm, path, a, i) for i in range(REPS)]
+        res.update(ok=True, secs=[round(x[0], 2) for x in xfers], mbit=[round(x[1], 1) for x in xfers],
+                   mbit_median=statistics.median(x[1] for x in xfers),
+                   rtt_avg=[p[0] for p in pings], rtt_min=min(p[1] for p in pings),
+                   rtt_max=max(p[2] for p in pings), ping_lost=sum(p[3] for p in pings),
+                   rtt_median=statistics.median(p[0] for p in pings), md5=want)
+    except Exception as e:
+        res["error"] = str(e)[-1500:]
+        log("%s FAILED: %s" % (path, e))
+        vm.print_diagnostics("%s path failed" % path, force=True)
+    finally:
+        t0 = time.time()
+        for g in (a, b):
+            try:
+                g.destroy()
+            except Exception as e:
+                log("destroy %s: %s" % (g.name, e))
+        vm.sh("xl destroy %s" % path, timeout=120)
+        vm.timing("%s: guests + driver domain destroyed" % path, time.time() - t0)
+        vm.timing("%s: whole path" % path, time.time() - t_path)
+    return res
+
+
+def main():
+    cmd = "XVIF_ELF=%s python3 tests/bench/xen_netbench.py %d %d %d" % (os.environ["XVIF_ELF"], MB, REPS, PINGS)
+    load0 = loadavg()
+    vm = XenVM(guest_files=guest_files(), echo=False,
+               hard_timeout=int(os.environ.get("XVIF_XEN_HARD_TIMEOUT", 2700)))
+    results = []
+    try:
+        vm.boot()
+        for path in ("xvif", "linuxdd"):
+            results.append(bench_path(vm, path))
+    finally:
+        vm.close()
+    load1 = loadavg()
+    by = {r["path"]: r for r in results}
+    lines = ["", "Guest-to-guest through a Xen driver domain (Xen 4.17 nested in QEMU TCG, 2 vCPUs; "
+             "Linux PV guests, 1 vCPU each)",
+             "%d MB busybox nc transfer x%d, ping -c %d -i 0.2 x%d; medians" % (MB, REPS, PINGS, REPS),
+             "%-34s %10s %14s  %s" % ("driver domain", "Mbit/s", "RTT avg (ms)", "runs (Mbit/s | RTT avg ms)")]
+    names = {"xvif": "xvif (PVH, 64 MiB)", "linuxdd": "Linux netback+bridge (PV, 256 MiB)"}
+    for r in results:
+        if r["ok"]:
+            lines.append("%-34s %10.1f %14.3f  %s | %s" % (
+                names[r["path"]], r["mbit_median"], r["rtt_median"],
+                " ".join("%.1f" % x for x in r["mbit"]), " ".join("%.3f" % x for x in r["rtt_avg"])))
+        else:
+            lines.append("%-34s FAILED: %s" % (names[r["path"]], r.get("error", "?").splitlines()[0][:200]))
+    x, l = by.get("xvif", {}), by.get("linuxdd", {})
+    if x.get("ok") and l.get("ok"):
+        lines.append("throughput xvif/Linux = %.2f   RTT Linux/xvif = %.2f   (> 1: xvif better)" % (
+            x["mbit_median"] / l["mbit_median"], l["rtt_median"] / x["rtt_median"]))
+    lines.append("host load average before/after: %s / %s" % (load0, load1))
+    lines.append("command: " + cmd)
+    lines.append("log dir: %s (serial.log, timings.json, netbench.json)" % vm.log_dir)
+    print("\n".join(lines), flush=True)
+    with open(os.path.join(vm.log_dir, "netbench.json"), "w") as f:
+        json.dump({"command": cmd, "load_before": load0, "load_after": load1, "results": results,
+                   "timings": vm.timings}, f, indent=1)
+    return 0 if results and all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

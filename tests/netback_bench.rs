@@ -1,0 +1,240 @@
+//! Host simulator throughput, ignored by default: guest A's TX ring -> vif A
+//! `poll_tx` -> switch -> vif B `enqueue_rx` -> `poll_rx` -> guest B's RX ring,
+//! with the fake hypervisor's grant copy (a memcpy between fake pages), next
+//! to a plain memcpy of the same bytes in the same run. Run:
+//! `CARGO_TARGET_DIR=/tmp/bench-target cargo test --release --test netback_bench -- --ignored --nocapture`
+//! (or `bash tests/bench/netback_sim.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use xvif::hal::SharedMem;
+use xvif::netback::ring::{RING_HEADER, RING_SIZE, RSP_EVENT, RSP_PROD};
+use xvif::netback::{self, Vif};
+use xvif::netif::rx::{NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
+use xvif::netif::{RspStatus, RxRequest, RxResponse, TxRequest};
+use xvif::switch::meta::{Csum, FrameMeta, PortCaps};
+use xvif::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
+use xvif::testing::fake_hv::FakeBuf;
+use xvif::testing::netback_rig::{BACKEND, Rig, all_features};
+
+/// Packets guest A posts per round (the vif's default TX budget and RX queue).
+const BATCH: usize = 64;
+/// Timed wall time per frame size.
+const RUN: Duration = Duration::from_secs(1);
+const WARMUP: Duration = Duration::from_millis(100);
+
+fn to_switch(m: netback::FrameMeta) -> FrameMeta {
+    let csum = if m.csum_blank {
+        Csum::Partial
+    } else if m.data_validated {
+        Csum::Validated
+    } else {
+        Csum::Unknown
+    };
+    assert!(m.gso.is_none(), "no GSO in this benchmark");
+    FrameMeta { csum, gso: None }
+}
+
+fn to_netback(m: &FrameMeta) -> netback::FrameMeta {
+    netback::FrameMeta { csum_blank: m.csum == Csum::Partial, data_validated: m.csum != Csum::Unknown, gso: None }
+}
+
+/// The switch's egress: port `port` is vif B.
+struct ToVif<'a> {
+    port: PortId,
+    vif: &'a mut Vif<FakeBuf>,
+}
+
+impl Egress for ToVif<'_> {
+    fn wants_multicast(&mut self, _port: PortId, group: &[u8; 6]) -> bool {
+        self.vif.wants(*group)
+    }
+    fn send(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) -> bool {
+        port == self.port && self.vif.enqueue_rx(frame, to_netback(meta))
+    }
+}
+
+/// Guest B's receive side, as a copy-mode netfront: a fixed set of granted
+/// pages posted as RX buffers, responses read off the ring and each buffer
+/// reposted at once (no data is copied out, as netfront hands pages up).
+struct RxGuest {
+    bufs: Vec<(u32, u64)>,
+    cons: u32,
+}
+
+impl RxGuest {
+    fn new(rig: &mut Rig) -> Self {
+        let dom = rig.fe.dom;
+        let bufs: Vec<(u32, u64)> = (0..RING_SIZE)
+            .map(|_| {
+                let gfn = rig.hv.alloc_page(dom);
+                (rig.hv.grant(dom, gfn, rig.hv.backend, false), gfn)
+            })
+            .collect();
+        for (id, &(gref, _)) in bufs.iter().enumerate() {
+            rig.fe.post_rx_raw(RxRequest { id: id as u16, gref });
+        }
+        rig.fe.publish_rx();
+        Self { bufs, cons: 0 }
+    }
+
+    /// Consumes every response, checks it, reposts its buffer; returns the
+    /// frames received and the last response.
+    fn consume(&mut self, rig: &mut Rig, len: usize) -> (usize, Option<RxResponse>) {
+        let page = rig.fe.rx.clone();
+        let ring = page.raw();
+        let prod = ring.read_u32(RSP_PROD);
+        let mut n = 0;
+        let mut last = None;
+        while self.cons != prod {
+            let mut e = [0u8; RX_ENTRY_SIZE];
+            ring.read_bytes(RING_HEADER + (self.cons % RING_SIZE) as usize * RX_ENTRY_SIZE, &mut e);
+            self.cons = self.cons.wrapping_add(1);
+            let r = RxResponse::parse(&e);
+            assert_eq!(r.status, len as i16, "rx response {r:?}");
+            assert_eq!(r.flags & (NETRXF_MORE_DATA | NETRXF_EXTRA_INFO), 0);
+            let (gref, _) = self.bufs[usize::from(r.id)];
+            rig.fe.post_rx_raw(RxRequest { id: r.id, gref });
+            n += 1;
+            last = Some(r);
+        }
+        rig.fe.publish_rx();
+        ring.write_u32(RSP_EVENT, self.cons.wrapping_add(1));
+        (n, last)
+    }
+}
+
+struct SimResult {
+    packets: u64,
+    secs: f64,
+    grant_copy_bytes: u64,
+    grant_copy_ops: u64,
+}
+
+/// Moves `len`-byte frames from guest A to guest B for about `RUN`.
+fn simulate(len: usize) -> SimResult {
+    let hv = xvif::testing::fake_hv::FakeHv::new(BACKEND);
+    let mut a = Rig::on(&hv, 7, all_features(), |_| {});
+    let mut b = Rig::on(&hv, 8, all_features(), |_| {});
+    let (mac_a, mac_b) = (a.vif.config().mac, b.vif.config().mac);
+    let mut sw = Switch::new(SwitchConfig::default());
+    let caps = PortCaps::default();
+    let pa = sw.add_port(PortConfig { name: "vif7.0".into(), allowed_src: Some(mac_a), caps }).unwrap();
+    let pb = sw.add_port(PortConfig { name: "vif8.0".into(), allowed_src: Some(mac_b), caps }).unwrap();
+
+    // A's frame: B's MAC, A's MAC, IPv4 EtherType, a counting payload.
+    let mut frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    frame[..6].copy_from_slice(&mac_b);
+    frame[6..12].copy_from_slice(&mac_a);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    // A's TX pages: granted once, reused every round.
+    let tx_grefs: Vec<u32> = (0..BATCH).map(|_| a.fe.grant_data(&frame, 0)).collect();
+    let mut rx = RxGuest::new(&mut b);
+
+    let t0 = Instant::now();
+    let mut timed: Option<(Instant, u64, u64, u64)> = None;
+    let mut packets = 0u64;
+    let mut last = None;
+    loop {
+        // Guest A posts a batch.
+        for (k, &gref) in tx_grefs.iter().enumerate() {
+            a.fe.push_tx(TxRequest { gref, offset: 0, flags: 0, id: k as u16, size: len as u16 });
+        }
+        a.fe.publish_tx();
+        // vif A -> switch -> vif B's queue.
+        let mut delivered = 0;
+        let now = t0.elapsed().as_nanos() as u64;
+        loop {
+            let out = a.vif.poll_tx(&a.hv, &mut |f: &[u8], m: netback::FrameMeta| {
+                let mut eg = ToVif { port: pb, vif: &mut b.vif };
+                let _ = sw.forward(pa, f, &to_switch(m), now, &mut eg);
+                delivered += 1;
+            });
+            if !out.more {
+                break;
+            }
+        }
+        assert_eq!(delivered, BATCH);
+        // vif B -> guest B's buffers.
+        while b.vif.poll_rx(&b.hv).more {}
+        // Both guests take their responses.
+        let (got, r) = rx.consume(&mut b, len);
+        assert_eq!(got, BATCH, "vif B stats {:?}", b.vif.stats());
+        last = r.or(last);
+        let txr = a.fe.tx_responses();
+        assert!(txr.len() == BATCH && txr.iter().all(|r| r.status == RspStatus::Okay));
+        packets += BATCH as u64;
+
+        match timed {
+            None if t0.elapsed() >= WARMUP => {
+                let s = hv.stats();
+                timed = Some((Instant::now(), packets, s.bytes, s.copy_ops));
+            }
+            Some((t, _, _, _)) if t.elapsed() >= RUN => break,
+            _ => {}
+        }
+    }
+    let (t, p0, b0, o0) = timed.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let s = hv.stats();
+
+    // The data really arrived, and nothing was dropped anywhere.
+    let r = last.unwrap();
+    let gfn = rx.bufs[usize::from(r.id)].1;
+    assert_eq!(hv.read_page(b.fe.dom, gfn, usize::from(r.offset), len), frame);
+    let (sa, sb) = (a.vif.stats(), b.vif.stats());
+    assert_eq!((sa.from_guest.packets, sa.from_guest.errors), (packets, 0));
+    assert_eq!((sb.to_guest.packets, sb.to_guest.drops, sb.to_guest.errors), (packets, 0, 0));
+    assert_eq!(sw.counters().unicast, packets);
+    assert_eq!(s.failed_ops, 0);
+    SimResult { packets: packets - p0, secs, grant_copy_bytes: s.bytes - b0, grant_copy_ops: s.copy_ops - o0 }
+}
+
+/// Copies `packets` chunks of `len` bytes, cycling through as many source
+/// and destination buffers as the simulator uses (TX pages, RX buffers).
+fn memcpy(len: usize, packets: u64) -> f64 {
+    let src: Vec<Vec<u8>> = (0..BATCH).map(|i| vec![i as u8; len]).collect();
+    let mut dst: Vec<Vec<u8>> = (0..RING_SIZE).map(|_| vec![0u8; len]).collect();
+    let (ns, nd) = (src.len(), dst.len());
+    let t = Instant::now();
+    for i in 0..packets as usize {
+        let s = black_box(&src[i % ns]);
+        let d = &mut dst[i % nd];
+        d.copy_from_slice(s);
+        black_box(d);
+    }
+    t.elapsed().as_secs_f64()
+}
+
+#[test]
+#[ignore]
+fn tx_switch_rx_throughput() {
+    println!(
+        "command: CARGO_TARGET_DIR=/tmp/bench-target cargo test --release --test netback_bench -- --ignored --nocapture"
+    );
+    println!("pipeline: netfront A TX -> vif A poll_tx -> switch -> vif B enqueue_rx/poll_rx -> netfront B RX");
+    println!("fake grant copy = memcpy (FakeHv); batch {BATCH}; ~{:.1} s timed per size", RUN.as_secs_f64());
+    println!(
+        "{:>6} | {:>10} | {:>10} | {:>11} | {:>11} | {:>11} | {:>14}",
+        "frame", "xvif Mpps", "xvif Gb/s", "memcpy Mpps", "memcpy Gb/s", "xvif/memcpy", "grant B/pkt"
+    );
+    for len in [64usize, 1500] {
+        let r = simulate(len);
+        let m = memcpy(len, r.packets);
+        let pps = r.packets as f64 / r.secs;
+        let mpps = r.packets as f64 / m;
+        let gbps = |p: f64| p * len as f64 * 8.0 / 1e9;
+        println!(
+            "{:>4} B | {:>10.3} | {:>10.2} | {:>11.2} | {:>11.2} | {:>11.4} | {:>6} ({} ops)",
+            len,
+            pps / 1e6,
+            gbps(pps),
+            mpps / 1e6,
+            gbps(mpps),
+            pps / mpps,
+            r.grant_copy_bytes / r.packets,
+            r.grant_copy_ops / r.packets,
+        );
+    }
+}
