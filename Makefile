@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: fuzz all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: bench-xen fuzz all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -72,6 +72,12 @@ bench: build deps
 	python3 tests/bench/boot_time.py
 	python3 tests/bench/net_bench.py
 	bash tests/bench/netback_sim.sh 3
+
+# Guest-to-guest TCP throughput and ping RTT through xvif and through a Linux
+# driver domain (netback + bridge) in the same nested-Xen run. Needs an idle
+# machine: under load the nested guests' busybox has been seen to crash.
+bench-xen: build xen-deps
+	XVIF_ELF=$(CURDIR)/$(ELF) python3 tests/bench/xen_netbench.py
 
 # Fuzz the parsers of hostile input (xenstore replies, netback TX rings) with
 # libFuzzer; needs nightly Rust and cargo-fuzz, installed here when missing.
