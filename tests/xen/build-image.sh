@@ -231,7 +231,9 @@ fi
 # Command agent: dom0 writes data/cmd = "ID:shell command"; the agent runs
 # each new ID once, prints the output between markers on the console and
 # writes data/result = "ID:rc".
-( last=
+# The agent loop restarts if its shell dies (busybox has been seen to
+# segfault in nested guests on a loaded host).
+( while true; do ( last=$(cat /tmp/agent.last 2>/dev/null)
   while true; do
     c=$(xenstore-read data/cmd 2>/dev/null)
     if [ -n "$c" ] && [ "$c" != "$last" ]; then
@@ -239,9 +241,10 @@ fi
       sh -c "$cmd" >/tmp/out.$id 2>&1; rc=$?
       echo "XVIF-CMD-BEGIN $id"; cat /tmp/out.$id; echo "XVIF-CMD-END $id rc=$rc"
       xenstore-write data/result "$id:$rc"
+      echo "$c" > /tmp/agent.last
     fi
     sleep 0.5
-  done ) &
+  done ); echo "XVIF-AGENT-RESTART rc=$?"; sleep 1; done ) &
 echo "XVIF-AGENT-UP"
 exec setsid cttyhack sh
 EOF
