@@ -325,9 +325,11 @@ impl Backend {
                 self.stats.refused += 1;
                 warn!("vif {}/{}: refused, already serving {MAX_DEVICES} vifs", id.frontend.0, id.devid);
             } else if let Err(e) = self.probe(xs, io, id) {
-                self.stats.failed += 1;
-                self.failed.insert(id);
-                warn!("vif {}/{}: probe failed: {e}", id.frontend.0, id.devid);
+                // A xenstore error here is usually transient (the toolstack is
+                // still writing the directory or its permissions): retried on
+                // the next watch event. Bad values are remembered by
+                // `fail_probe`, which is what stops re-probing.
+                warn!("vif {}/{}: probe: {e}; will retry", id.frontend.0, id.devid);
             }
         }
         Ok(())
