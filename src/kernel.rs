@@ -1,5 +1,5 @@
 //! Wiring of the unikernel: configuration, services and the main loop.
-//! Runs after `platform::init`; contains no `unsafe`.
+//! Runs after `platform::init`.
 #![forbid(unsafe_code)]
 
 use crate::config::{self, PowerOff, SelfTest};
@@ -210,7 +210,9 @@ pub fn run(p: platform::Platform) -> ! {
         // With interrupts off, nothing can slip in between the last check and
         // the halt: an interrupt taken since `run_once` started (a device, or
         // an early timer) means work may be pending, so poll again; otherwise
-        // `sti; hlt` arms the wake-up atomically.
+        // `sti; hlt` arms the wake-up atomically. This count is needed besides
+        // the wake flag in `sleep_until_interrupt`: a blocking xenstore call
+        // inside `run_once` sleeps too and may consume that flag.
         cpu::disable_interrupts();
         if idt::irq_count() != irqs {
             cpu::enable_interrupts();

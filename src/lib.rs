@@ -3,7 +3,7 @@
 //! The library holds everything that can be tested on the host (wire formats,
 //! protocol state machines, allocators, parsers). `platform` holds the
 //! hardware- and memory-touching code and is built only for the bare-metal
-//! target; it is the only module allowed to use `unsafe`.
+//! target; it is the only module allowed raw-pointer and asm code.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

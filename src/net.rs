@@ -1,7 +1,7 @@
 //! NIC bring-up on the machine: find a supported NIC on PCI, choose its
 //! interrupt (MSI-X, MSI, INTx through the I/O APIC, or polling), start the
 //! driver and the management stack, and register them as one task.
-//! Target-only wiring; contains no `unsafe`.
+//! Target-only wiring.
 #![forbid(unsafe_code)]
 
 use crate::acpi::AcpiInfo;

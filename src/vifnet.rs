@@ -7,10 +7,10 @@
 use crate::config::Config;
 use crate::drivers::port::{Port, PortStats};
 use crate::mgmt::{Mgmt, MgmtConfig};
-use crate::netback::{self, Features, Vif, VifConfig};
+use crate::netback::{Features, Vif, VifConfig};
 use crate::platform::bufpool::{FrameBuf, FramePool};
 use crate::platform::xen::{self, MappedGrant, XenGrantOps};
-use crate::switch::meta::{Csum, FrameMeta, Gso, GsoKind, PortCaps};
+use crate::switch::meta::{FrameMeta, PortCaps};
 use crate::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
 use crate::xen::EvtchnPort;
 use crate::xenbus::backend::{EventChannels, FrontendInfo, VifHost, VifId};
@@ -22,38 +22,6 @@ use log::{info, warn};
 
 /// Frames queued towards the management stack at most.
 const MGMT_QUEUE: usize = 256;
-
-fn to_switch(m: netback::FrameMeta) -> FrameMeta {
-    let csum = if m.csum_blank {
-        Csum::Partial
-    } else if m.data_validated {
-        Csum::Validated
-    } else {
-        Csum::Unknown
-    };
-    let gso = m.gso.map(|g| Gso {
-        kind: match g.kind {
-            netback::GsoKind::TcpV4 => GsoKind::TcpV4,
-            netback::GsoKind::TcpV6 => GsoKind::TcpV6,
-        },
-        mss: g.size,
-    });
-    FrameMeta { csum, gso }
-}
-
-fn to_netback(m: &FrameMeta) -> netback::FrameMeta {
-    netback::FrameMeta {
-        csum_blank: m.csum == Csum::Partial,
-        data_validated: m.csum != Csum::Unknown,
-        gso: m.gso.map(|g| netback::Gso {
-            kind: match g.kind {
-                GsoKind::TcpV4 => netback::GsoKind::TcpV4,
-                GsoKind::TcpV6 => netback::GsoKind::TcpV6,
-            },
-            size: g.mss,
-        }),
-    }
-}
 
 struct Slot {
     vif: Vif<FrameBuf>,
@@ -152,7 +120,7 @@ impl Egress for Out<'_> {
             return true;
         }
         match self.by_port.get(&port).and_then(|id| self.slots.get_mut(id)) {
-            Some(s) => s.vif.enqueue_rx(frame, to_netback(meta)),
+            Some(s) => s.vif.enqueue_rx(frame, meta.into()),
             None => false,
         }
     }
@@ -220,7 +188,7 @@ impl VifNet {
                 let ingress = slot.port;
                 let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
                 let o = slot.vif.poll_tx(&gnt, &mut |frame, meta| {
-                    let _ = switch.forward(ingress, frame, &to_switch(meta), now, &mut out);
+                    let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
                 if o.notify {
                     let _ = xen::evtchn_send(slot.tx_evt);
@@ -234,22 +202,20 @@ impl VifNet {
             busy |= m.poll(mgmt_q, now);
             while let Some(frame) = mgmt_q.tx.pop_front() {
                 if let Some(p) = *mgmt_port {
-                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: &mut QueuePort::default() };
+                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
                     let _ = switch.forward(p, &frame, &FrameMeta::PLAIN, now, &mut out);
-                    // Frames from the stack never go back to it (no hairpin).
                 }
                 mgmt_q.spare.push(frame);
                 busy = true;
             }
         }
+        // Every loop: the guest may have posted RX buffers without a kick.
         for slot in slots.values_mut() {
-            if slot.vif.rx_queued() > 0 || slot.vif.disabled().is_none() {
-                let o = slot.vif.poll_rx(&gnt);
-                if o.notify {
-                    let _ = xen::evtchn_send(slot.rx_evt);
-                }
-                busy |= o.progress;
+            let o = slot.vif.poll_rx(&gnt);
+            if o.notify {
+                let _ = xen::evtchn_send(slot.rx_evt);
             }
+            busy |= o.progress;
         }
         busy
     }

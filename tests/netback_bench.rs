@@ -13,7 +13,7 @@ use xvif::netback::ring::{RING_HEADER, RING_SIZE, RSP_EVENT, RSP_PROD};
 use xvif::netback::{self, Vif};
 use xvif::netif::rx::{NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
 use xvif::netif::{RspStatus, RxRequest, RxResponse, TxRequest};
-use xvif::switch::meta::{Csum, FrameMeta, PortCaps};
+use xvif::switch::meta::{FrameMeta, PortCaps};
 use xvif::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
 use xvif::testing::fake_hv::FakeBuf;
 use xvif::testing::netback_rig::{BACKEND, Rig, all_features};
@@ -23,22 +23,6 @@ const BATCH: usize = 64;
 /// Timed wall time per frame size.
 const RUN: Duration = Duration::from_secs(1);
 const WARMUP: Duration = Duration::from_millis(100);
-
-fn to_switch(m: netback::FrameMeta) -> FrameMeta {
-    let csum = if m.csum_blank {
-        Csum::Partial
-    } else if m.data_validated {
-        Csum::Validated
-    } else {
-        Csum::Unknown
-    };
-    assert!(m.gso.is_none(), "no GSO in this benchmark");
-    FrameMeta { csum, gso: None }
-}
-
-fn to_netback(m: &FrameMeta) -> netback::FrameMeta {
-    netback::FrameMeta { csum_blank: m.csum == Csum::Partial, data_validated: m.csum != Csum::Unknown, gso: None }
-}
 
 /// The switch's egress: port `port` is vif B.
 struct ToVif<'a> {
@@ -51,7 +35,7 @@ impl Egress for ToVif<'_> {
         self.vif.wants(*group)
     }
     fn send(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) -> bool {
-        port == self.port && self.vif.enqueue_rx(frame, to_netback(meta))
+        port == self.port && self.vif.enqueue_rx(frame, meta.into())
     }
 }
 
@@ -148,7 +132,8 @@ fn simulate(len: usize) -> SimResult {
         loop {
             let out = a.vif.poll_tx(&a.hv, &mut |f: &[u8], m: netback::FrameMeta| {
                 let mut eg = ToVif { port: pb, vif: &mut b.vif };
-                let _ = sw.forward(pa, f, &to_switch(m), now, &mut eg);
+                assert!(m.gso.is_none(), "no GSO in this benchmark");
+                let _ = sw.forward(pa, f, &FrameMeta::from(m), now, &mut eg);
                 delivered += 1;
             });
             if !out.more {

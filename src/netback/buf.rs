@@ -2,7 +2,7 @@
 //!
 //! A grant copy names our memory by guest frame number and page offset,
 //! while the switch wants the bytes as a slice. Making a slice from an
-//! address needs `unsafe`, which only `platform/` may use, so the platform
+//! address needs raw-pointer code, which only `platform/` may hold, so the platform
 //! implements `PacketBuf`/`BufPool` and netback only asks for slices (through
 //! closures) and for the frame of a byte offset. Host tests use
 //! `testing::netback::FakeBufPool`, whose frames the fake hypervisor can read

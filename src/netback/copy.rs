@@ -4,7 +4,7 @@
 //! Every op stays inside one 4 KiB page on both sides.
 #![forbid(unsafe_code)]
 
-use super::buf::{PacketBuf, page_runs};
+use super::buf::{LocalFrame, PacketBuf, page_runs};
 use crate::hal::GrantOps;
 use crate::netif::PAGE_SIZE;
 use crate::xen::grant::CopyBatch;
@@ -47,16 +47,9 @@ impl Copier {
         off: usize,
         len: usize,
     ) -> Result<(), Unmappable> {
-        if usize::from(goff) + len > PAGE_SIZE {
-            return Err(Unmappable);
-        }
-        let (batch, tags) = (&mut self.batch, &mut self.tags);
-        let ok = page_runs(buf, off, len, |fr, pos, n| {
-            let src_off = goff + (pos - off) as u16;
-            batch.from_grant((dom, GrantRef(gref), src_off), fr.gfn, fr.offset, n);
-            tags.push(tag);
-        });
-        if ok { Ok(()) } else { Err(Unmappable) }
+        self.queue(tag, buf, off, len, goff, |batch, fr, guest_off, n| {
+            batch.from_grant((dom, GrantRef(gref), guest_off), fr.gfn, fr.offset, n);
+        })
     }
 
     /// Queues a copy of `len` bytes of `buf` at `off` into the guest's
@@ -72,13 +65,29 @@ impl Copier {
         goff: u16,
         len: usize,
     ) -> Result<(), Unmappable> {
+        self.queue(tag, buf, off, len, goff, |batch, fr, guest_off, n| {
+            batch.to_grant(fr.gfn, fr.offset, (dom, GrantRef(gref), guest_off), n);
+        })
+    }
+
+    /// Splits `len` bytes of `buf` at `off` into runs inside one of our
+    /// frames; `push` queues one op per run with the matching guest offset.
+    #[allow(clippy::too_many_arguments)]
+    fn queue<B: PacketBuf>(
+        &mut self,
+        tag: u16,
+        buf: &B,
+        off: usize,
+        len: usize,
+        goff: u16,
+        mut push: impl FnMut(&mut CopyBatch, LocalFrame, u16, u16),
+    ) -> Result<(), Unmappable> {
         if usize::from(goff) + len > PAGE_SIZE {
             return Err(Unmappable);
         }
         let (batch, tags) = (&mut self.batch, &mut self.tags);
         let ok = page_runs(buf, off, len, |fr, pos, n| {
-            let dst_off = goff + (pos - off) as u16;
-            batch.to_grant(fr.gfn, fr.offset, (dom, GrantRef(gref), dst_off), n);
+            push(batch, fr, goff + (pos - off) as u16, n);
             tags.push(tag);
         });
         if ok { Ok(()) } else { Err(Unmappable) }

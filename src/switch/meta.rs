@@ -103,6 +103,45 @@ impl FrameMeta {
     }
 }
 
+impl From<crate::netback::FrameMeta> for FrameMeta {
+    /// From what the netback TX path learned (`csum_blank` wins over
+    /// `data_validated`, as on the wire).
+    fn from(m: crate::netback::FrameMeta) -> Self {
+        let csum = if m.csum_blank {
+            Csum::Partial
+        } else if m.data_validated {
+            Csum::Validated
+        } else {
+            Csum::Unknown
+        };
+        let gso = m.gso.map(|g| Gso {
+            kind: match g.kind {
+                crate::netback::GsoKind::TcpV4 => GsoKind::TcpV4,
+                crate::netback::GsoKind::TcpV6 => GsoKind::TcpV6,
+            },
+            mss: g.size,
+        });
+        Self { csum, gso }
+    }
+}
+
+impl From<&FrameMeta> for crate::netback::FrameMeta {
+    /// For the netback RX path (partial checksums are also validated).
+    fn from(m: &FrameMeta) -> Self {
+        Self {
+            csum_blank: m.csum == Csum::Partial,
+            data_validated: m.csum != Csum::Unknown,
+            gso: m.gso.map(|g| crate::netback::Gso {
+                kind: match g.kind {
+                    GsoKind::TcpV4 => crate::netback::GsoKind::TcpV4,
+                    GsoKind::TcpV6 => crate::netback::GsoKind::TcpV6,
+                },
+                size: g.mss,
+            }),
+        }
+    }
+}
+
 /// What an egress port can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortCaps {
@@ -145,6 +184,23 @@ impl Default for PortCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netback_meta_round_trips() {
+        use crate::netback::{FrameMeta as Nb, Gso as NbGso, GsoKind as NbKind};
+        for (blank, valid) in [(false, false), (false, true), (true, true)] {
+            for gso in
+                [None, Some(NbGso { kind: NbKind::TcpV4, size: 1448 }), Some(NbGso { kind: NbKind::TcpV6, size: 1440 })]
+            {
+                let nb = Nb { csum_blank: blank, data_validated: valid, gso };
+                assert_eq!(Nb::from(&FrameMeta::from(nb)), nb);
+            }
+        }
+        // csum_blank alone still means partial (and hence validated on RX).
+        let m = FrameMeta::from(Nb { csum_blank: true, data_validated: false, gso: None });
+        assert_eq!(m.csum, Csum::Partial);
+        assert!(Nb::from(&m).data_validated);
+    }
 
     #[test]
     fn netif_flags_map_both_ways() {
