@@ -78,6 +78,9 @@ pub struct Config {
     pub quiet: bool,
     /// `nic=irq|poll`.
     pub nic: NicMode,
+    /// `queues=N` (1 to 8): netback queues offered per vif
+    /// (`multi-queue-max-queues`).
+    pub queues: u32,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             gw: None,
             quiet: false,
             nic: NicMode::Irq,
+            queues: 4,
         }
     }
 }
@@ -188,6 +192,10 @@ pub fn parse(cmdline: &str) -> (Config, Vec<ConfigIssue>) {
                 "poll" => cfg.nic = NicMode::Poll,
                 _ => issues.push(bad("irq|poll")),
             },
+            "queues" => match value.parse::<u32>() {
+                Ok(n) if (1..=8).contains(&n) => cfg.queues = n,
+                _ => issues.push(bad("1..8")),
+            },
             "console" => match value {
                 "off" => cfg.quiet = true,
                 "on" => cfg.quiet = false,
@@ -212,7 +220,9 @@ mod tests {
 
     #[test]
     fn all_keys_parse() {
-        let (c, i) = parse("log=debug poweroff=ready selftest=fault ip=10.0.2.15/24 gw=10.0.2.2 console=off nic=poll");
+        let (c, i) =
+            parse("log=debug poweroff=ready selftest=fault ip=10.0.2.15/24 gw=10.0.2.2 console=off nic=poll queues=2");
+        assert_eq!(c.queues, 2);
         assert!(i.is_empty(), "{i:?}");
         assert_eq!(c.log, LevelFilter::Debug);
         assert_eq!(c.poweroff, PowerOff::Ready);

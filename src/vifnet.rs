@@ -7,13 +7,14 @@
 use crate::config::Config;
 use crate::drivers::port::{Port, PortStats};
 use crate::mgmt::{Mgmt, MgmtConfig};
-use crate::netback::{Features, Vif, VifConfig};
+use crate::netback::{Features, QueueRings, Vif, VifConfig};
 use crate::platform::bufpool::{FrameBuf, FramePool};
 use crate::platform::xen::{self, MappedGrant, XenGrantOps};
 use crate::switch::meta::{FrameMeta, PortCaps};
 use crate::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
 use crate::xen::EvtchnPort;
-use crate::xenbus::backend::{EventChannels, FrontendInfo, VifHost, VifId};
+use crate::xenbus::backend::{EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
@@ -23,13 +24,71 @@ use log::{info, warn};
 /// Frames queued towards the management stack at most.
 const MGMT_QUEUE: usize = 256;
 
+/// One queue's mapped rings and bound event channels.
+struct QueueSlot {
+    tx_evt: EvtchnPort,
+    rx_evt: EvtchnPort,
+    maps: [MappedGrant; 2],
+    more: bool,
+}
+
+impl QueueSlot {
+    /// Maps the rings and binds the event channels of one queue; on error
+    /// undoes what it did.
+    fn open(frontend: crate::xen::DomId, q: &QueueInfo) -> Result<Self, String> {
+        let tx_map = xen::map_grant(frontend, q.tx_ring_ref).map_err(|e| format!("map tx ring: {e}"))?;
+        let rx_map = match xen::map_grant(frontend, q.rx_ring_ref) {
+            Ok(m) => m,
+            Err(e) => {
+                unmap_all([tx_map]);
+                return Err(format!("map rx ring: {e}"));
+            }
+        };
+        let bind = |p| xen::bind_counted(frontend, p);
+        let evts = match q.evtchn {
+            EventChannels::Single(p) => bind(p).map(|l| (l, l)).map_err(|e| format!("bind event channel: {e}")),
+            EventChannels::Split { tx, rx } => match (bind(tx), bind(rx)) {
+                (Ok(t), Ok(r)) => Ok((t, r)),
+                (t, r) => {
+                    for p in [t, r].into_iter().flatten() {
+                        xen::close_counted(p);
+                    }
+                    Err("bind split event channels".into())
+                }
+            },
+        };
+        match evts {
+            Ok((tx_evt, rx_evt)) => Ok(Self { tx_evt, rx_evt, maps: [tx_map, rx_map], more: true }),
+            Err(e) => {
+                unmap_all([tx_map, rx_map]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the event channels and unmaps the rings (after the vif let
+    /// go of its views of them).
+    fn close(self) {
+        xen::close_counted(self.tx_evt);
+        if self.rx_evt != self.tx_evt {
+            xen::close_counted(self.rx_evt);
+        }
+        unmap_all(self.maps);
+    }
+}
+
+fn unmap_all<const N: usize>(maps: [MappedGrant; N]) {
+    for m in maps {
+        if let Err(e) = xen::unmap_grant(m) {
+            warn!("netback: grant unmap failed: {e}");
+        }
+    }
+}
+
 struct Slot {
     vif: Vif<FrameBuf>,
     port: PortId,
-    tx_evt: EvtchnPort,
-    rx_evt: EvtchnPort,
-    maps: [Option<MappedGrant>; 2],
-    more: bool,
+    queues: Vec<QueueSlot>,
 }
 
 /// The management stack's port on the switch: two bounded queues.
@@ -183,23 +242,27 @@ impl VifNet {
         let ids: Vec<VifId> = slots.keys().copied().collect();
         for id in ids {
             let Some(mut slot) = slots.remove(&id) else { continue };
-            let kicked = xen::take_fired(slot.tx_evt) | xen::take_fired(slot.rx_evt);
-            if kicked || slot.more {
+            for (q, qs) in slot.queues.iter_mut().enumerate() {
+                let kicked = xen::take_fired(qs.tx_evt) | xen::take_fired(qs.rx_evt);
+                if !(kicked || qs.more) {
+                    continue;
+                }
                 let ingress = slot.port;
                 let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
-                let o = slot.vif.poll_tx(&gnt, &mut |frame, meta| {
+                let o = slot.vif.poll_tx(q, &gnt, &mut |frame, meta| {
                     let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
                 if o.notify {
-                    let _ = xen::evtchn_send(slot.tx_evt);
+                    let _ = xen::evtchn_send(qs.tx_evt);
                 }
-                slot.more = o.more;
+                qs.more = o.more;
                 busy |= o.progress || o.more;
             }
             slots.insert(id, slot);
         }
         if let Some(m) = mgmt.as_mut() {
-            busy |= m.poll(mgmt_q, now);
+            let sw: &Switch = switch;
+            busy |= m.poll_with_metrics(mgmt_q, now, &|out| sw.render_prometheus(out));
             while let Some(frame) = mgmt_q.tx.pop_front() {
                 if let Some(p) = *mgmt_port {
                     let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
@@ -211,11 +274,13 @@ impl VifNet {
         }
         // Every loop: the guest may have posted RX buffers without a kick.
         for slot in slots.values_mut() {
-            let o = slot.vif.poll_rx(&gnt);
-            if o.notify {
-                let _ = xen::evtchn_send(slot.rx_evt);
+            for (q, qs) in slot.queues.iter().enumerate() {
+                let o = slot.vif.poll_rx(q, &gnt);
+                if o.notify {
+                    let _ = xen::evtchn_send(qs.rx_evt);
+                }
+                busy |= o.progress;
             }
-            busy |= o.progress;
         }
         busy
     }
@@ -256,8 +321,9 @@ impl VifNet {
             .map(|(id, s)| {
                 let st = s.vif.stats();
                 let text = format!(
-                    "from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
+                    "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
                      to_guest_drops={} to_guest_errors={} rx_stalls={} copies={} disabled={}",
+                    s.vif.queues(),
                     st.from_guest.packets,
                     st.from_guest.bytes,
                     st.from_guest.errors,
@@ -273,47 +339,21 @@ impl VifNet {
             })
             .collect()
     }
-
-    fn unmap_all(maps: [Option<MappedGrant>; 2]) {
-        for m in maps.into_iter().flatten() {
-            if let Err(e) = xen::unmap_grant(m) {
-                warn!("netback: grant unmap failed: {e}");
-            }
-        }
-    }
 }
 
 impl VifHost for VifNet {
     fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
         self.disconnect(id);
-        let tx_map = xen::map_grant(id.frontend, fe.tx_ring_ref).map_err(|e| format!("map tx ring: {e}"))?;
-        let rx_map = match xen::map_grant(id.frontend, fe.rx_ring_ref) {
-            Ok(m) => m,
-            Err(e) => {
-                Self::unmap_all([Some(tx_map), None]);
-                return Err(format!("map rx ring: {e}"));
-            }
-        };
-        let bind = |p| xen::bind_counted(id.frontend, p);
-        let (tx_evt, rx_evt) = match fe.evtchn {
-            EventChannels::Single(p) => match bind(p) {
-                Ok(l) => (l, l),
+        let mut queues: Vec<QueueSlot> = Vec::with_capacity(fe.queues.len());
+        for (i, q) in fe.queues.iter().enumerate() {
+            match QueueSlot::open(id.frontend, q) {
+                Ok(s) => queues.push(s),
                 Err(e) => {
-                    Self::unmap_all([Some(tx_map), Some(rx_map)]);
-                    return Err(format!("bind event channel: {e}"));
+                    queues.into_iter().for_each(QueueSlot::close);
+                    return Err(format!("queue {i}: {e}"));
                 }
-            },
-            EventChannels::Split { tx, rx } => match (bind(tx), bind(rx)) {
-                (Ok(t), Ok(r)) => (t, r),
-                (t, r) => {
-                    for p in [t, r].into_iter().flatten() {
-                        xen::close_counted(p);
-                    }
-                    Self::unmap_all([Some(tx_map), Some(rx_map)]);
-                    return Err("bind split event channels".into());
-                }
-            },
-        };
+            }
+        }
         let features = Features {
             sg: fe.sg,
             gso_tcpv4: fe.gso_tcpv4 && fe.sg,
@@ -323,24 +363,21 @@ impl VifHost for VifNet {
             multicast_control: fe.multicast_control,
         };
         let mut cfg = VifConfig::new(id.frontend, mac, features);
-        cfg.tx_batch = 16;
-        cfg.rx_queue_len = 32;
-        let cleanup = |tx_evt, rx_evt, maps| {
-            xen::close_counted(tx_evt);
-            if rx_evt != tx_evt {
-                xen::close_counted(rx_evt);
-            }
-            Self::unmap_all(maps);
-        };
-        let vif = match Vif::new(
-            cfg,
-            alloc::boxed::Box::new(tx_map.page()),
-            alloc::boxed::Box::new(rx_map.page()),
-            &mut self.pool,
-        ) {
+        // The same buffers per vif whatever the queue count: each is 64 KiB.
+        let n = queues.len().max(1);
+        cfg.tx_batch = (16 / n).max(4);
+        cfg.rx_queue_len = (32 / n).max(8);
+        let rings = queues
+            .iter()
+            .map(|q| {
+                let r: QueueRings = (Box::new(q.maps[0].page()), Box::new(q.maps[1].page()));
+                r
+            })
+            .collect();
+        let vif = match Vif::with_queues(cfg, rings, &mut self.pool) {
             Ok(v) => v,
             Err(e) => {
-                cleanup(tx_evt, rx_evt, [Some(tx_map), Some(rx_map)]);
+                queues.into_iter().for_each(QueueSlot::close);
                 return Err(format!("vif: {e:?}"));
             }
         };
@@ -354,14 +391,21 @@ impl VifHost for VifNet {
         let port = match self.switch.add_port(PortConfig { name, allowed_src: Some(mac), caps }) {
             Ok(p) => p,
             Err(e) => {
-                let (_a, _b) = vif.release(&mut self.pool);
-                cleanup(tx_evt, rx_evt, [Some(tx_map), Some(rx_map)]);
+                drop(vif.release(&mut self.pool));
+                queues.into_iter().for_each(QueueSlot::close);
                 return Err(format!("switch port: {e:?}"));
             }
         };
         self.by_port.insert(port, id);
-        self.slots.insert(id, Slot { vif, port, tx_evt, rx_evt, maps: [Some(tx_map), Some(rx_map)], more: true });
-        info!("netback: vif{}.{} on switch port {} ({})", id.frontend.0, id.devid, port.0, self.resources());
+        let nq = queues.len();
+        self.slots.insert(id, Slot { vif, port, queues });
+        info!(
+            "netback: vif{}.{} on switch port {} with {nq} queue(s) ({})",
+            id.frontend.0,
+            id.devid,
+            port.0,
+            self.resources()
+        );
         Ok(())
     }
 
@@ -378,12 +422,8 @@ impl VifHost for VifNet {
             warn!("netback: vif{}.{} had been disabled: {e:?}", id.frontend.0, id.devid);
         }
         // Release buffers and the ring views before unmapping the rings.
-        let (_tx, _rx) = slot.vif.release(&mut self.pool);
-        xen::close_counted(slot.tx_evt);
-        if slot.rx_evt != slot.tx_evt {
-            xen::close_counted(slot.rx_evt);
-        }
-        Self::unmap_all(slot.maps);
+        drop(slot.vif.release(&mut self.pool));
+        slot.queues.into_iter().for_each(QueueSlot::close);
         // Buffers stay in the pool for the next vif: the frame allocator
         // cannot rebuild 64 KiB contiguous runs from returned single frames.
         info!("netback: vif{}.{} released ({})", id.frontend.0, id.devid, self.resources());

@@ -54,7 +54,7 @@ impl XenHost {
         xs.watch(&io, "control/shutdown", TOKEN_SHUTDOWN)?;
         xs.watch(&io, "data/xvif-ping", TOKEN_PING)?;
         let home = alloc::format!("/local/domain/{domid}");
-        let backend = match Backend::start(&mut xs, &io, &home) {
+        let backend = match Backend::start_with_queues(&mut xs, &io, &home, cfg.queues) {
             Ok(b) => Some(b),
             Err(e) => {
                 warn!("netback: cannot watch {home}/backend/vif: {e}; not serving vifs");

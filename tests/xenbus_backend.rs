@@ -5,7 +5,7 @@
 use xvif::testing::xenstore::FakeXenstore;
 use xvif::xen::xenstore::{Client, XsIo};
 use xvif::xen::{DomId, EvtchnPort, GrantRef};
-use xvif::xenbus::backend::{Backend, EventChannels, FrontendInfo, MAX_DEVICES, VifHost, VifId};
+use xvif::xenbus::backend::{Backend, EventChannels, FrontendInfo, MAX_DEVICES, QueueInfo, VifHost, VifId};
 
 const ME: u16 = 1;
 const BE_ROOT: &str = "/local/domain/1/backend/vif";
@@ -22,7 +22,7 @@ impl VifHost for Host {
         if self.fail_connect {
             return Err("no grant mapping space".into());
         }
-        self.connected.push((id, mac, *fe));
+        self.connected.push((id, mac, fe.clone()));
         Ok(())
     }
     fn disconnect(&mut self, id: VifId) {
@@ -145,17 +145,22 @@ fn full_handshake_connects_with_split_channels() {
     assert_eq!(w.get(&format!("{be}/feature-sg")).as_deref(), Some("1"));
     assert_eq!(w.get(&format!("{be}/feature-rx-copy")).as_deref(), Some("1"));
     assert_eq!(w.get(&format!("{be}/feature-split-event-channels")).as_deref(), Some("1"));
-    assert_eq!(w.get(&format!("{be}/multi-queue-max-queues")).as_deref(), Some("1"));
+    assert_eq!(w.get(&format!("{be}/multi-queue-max-queues")).as_deref(), Some("4"));
     assert!(w.host.connected.is_empty());
     w.frontend_connect(5, 0, true);
     assert_eq!(w.be_state(5, 0).as_deref(), Some("4"));
     assert_eq!(w.host.connected.len(), 1);
-    let (vid, mac, info) = w.host.connected[0];
+    let (vid, mac, info) = w.host.connected[0].clone();
     assert_eq!(vid, id(5, 0));
     assert_eq!(mac, [0, 0x16, 0x3e, 0, 0, 5]);
-    assert_eq!(info.tx_ring_ref, GrantRef(8));
-    assert_eq!(info.rx_ring_ref, GrantRef(9));
-    assert_eq!(info.evtchn, EventChannels::Split { tx: EvtchnPort(7), rx: EvtchnPort(6) });
+    assert_eq!(
+        info.queues,
+        vec![QueueInfo {
+            tx_ring_ref: GrantRef(8),
+            rx_ring_ref: GrantRef(9),
+            evtchn: EventChannels::Split { tx: EvtchnPort(7), rx: EvtchnPort(6) }
+        }]
+    );
     assert!(info.sg && info.gso_tcpv4 && info.gso_tcpv6 && info.ipv6_csum_offload && info.rx_notify);
     assert!(!info.multicast_control);
     assert_eq!(w.be.stats.connects, 1);
@@ -170,7 +175,7 @@ fn single_event_channel_and_two_devices() {
     w.frontend_connect(6, 1, false);
     assert_eq!(w.host.connected.len(), 1);
     assert_eq!(w.host.connected[0].0, id(6, 1));
-    assert_eq!(w.host.connected[0].2.evtchn, EventChannels::Single(EvtchnPort(5)));
+    assert_eq!(w.host.connected[0].2.queues[0].evtchn, EventChannels::Single(EvtchnPort(5)));
     assert_eq!(w.be_state(6, 1).as_deref(), Some("4"));
     assert_eq!(w.be_state(5, 0).as_deref(), Some("2"));
     assert_eq!(w.be.devices().count(), 3);
@@ -285,12 +290,78 @@ fn hostile_backend_entries_fail_only_that_device() {
     assert_eq!(w.host.connected.len(), 1);
 }
 
+/// What Linux netfront writes for `n` queues: shared keys at the top
+/// level, rings and event channels under `queue-N/`.
+fn frontend_connect_queues(w: &mut World, fe: u16, n: u32, skip: Option<(u32, &str)>) {
+    let fep = format!("/local/domain/{fe}/device/vif/0");
+    for (k, v) in [("request-rx-copy", "1"), ("feature-sg", "1"), ("multi-queue-num-queues", &n.to_string())] {
+        w.xs.set(&format!("{fep}/{k}"), v.as_bytes(), fe);
+    }
+    for q in 0..n {
+        for (k, v) in [
+            ("tx-ring-ref", 100 + 2 * q),
+            ("rx-ring-ref", 101 + 2 * q),
+            ("event-channel-tx", 10 + 2 * q),
+            ("event-channel-rx", 11 + 2 * q),
+        ] {
+            if skip != Some((q, k)) {
+                w.xs.set(&format!("{fep}/queue-{q}/{k}"), v.to_string().as_bytes(), fe);
+            }
+        }
+    }
+    w.xs.set(&format!("{fep}/state"), b"4", fe);
+    w.settle();
+}
+
+#[test]
+fn multi_queue_frontend_connects_every_queue() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    frontend_connect_queues(&mut w, 5, 3, None);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("4"));
+    let info = &w.host.connected[0].2;
+    assert_eq!(info.queues.len(), 3);
+    for (q, qi) in info.queues.iter().enumerate() {
+        let q = q as u32;
+        assert_eq!(qi.tx_ring_ref, GrantRef(100 + 2 * q));
+        assert_eq!(qi.rx_ring_ref, GrantRef(101 + 2 * q));
+        assert_eq!(qi.evtchn, EventChannels::Split { tx: EvtchnPort(10 + 2 * q), rx: EvtchnPort(11 + 2 * q) });
+    }
+    assert!(info.sg);
+}
+
+#[test]
+fn multi_queue_frontend_missing_a_queue_key_fails() {
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    frontend_connect_queues(&mut w, 5, 2, Some((1, "rx-ring-ref")));
+    assert!(w.host.connected.is_empty());
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("5"));
+    assert!(w.get(&format!("{BE_ROOT}/5/0/error")).unwrap().contains("queue-1"));
+}
+
+#[test]
+fn max_queues_is_configurable() {
+    let xs = FakeXenstore::new(ME);
+    let mut c = Client::new();
+    let be = Backend::start_with_queues(&mut c, &xs, "/local/domain/1", 1).unwrap();
+    let mut w = World { xs, c, be, host: Host::default() };
+    w.settle();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    assert_eq!(w.get(&format!("{BE_ROOT}/5/0/multi-queue-max-queues")).as_deref(), Some("1"));
+    frontend_connect_queues(&mut w, 5, 2, None);
+    assert!(w.host.connected.is_empty());
+    assert!(w.get(&format!("{BE_ROOT}/5/0/error")).unwrap().contains("2 queues"));
+}
+
 #[test]
 fn hostile_frontend_entries_fail_the_connect() {
     for (key, value, why) in [
         ("tx-ring-ref", "-1", "ring-ref"),
         ("tx-ring-ref", "99999999999", "ring-ref"),
-        ("multi-queue-num-queues", "4", "4 queues"),
+        ("multi-queue-num-queues", "5", "5 queues"),
+        ("multi-queue-num-queues", "0", "0 queues"),
+        ("multi-queue-num-queues", "two", "malformed multi-queue"),
         ("request-rx-copy", "0", "rx-copy"),
     ] {
         let mut w = World::new();

@@ -64,6 +64,10 @@ pub struct MgmtStats {
 struct HttpConn {
     request: Vec<u8>,
     answered: bool,
+    /// The response, sent as the socket's buffer frees up (it can be larger
+    /// than the buffer with many switch ports).
+    response: Vec<u8>,
+    sent: usize,
 }
 
 /// The stack and its sockets.
@@ -189,6 +193,12 @@ impl Mgmt {
 
     /// Runs the stack and the services once. Returns true when it did anything.
     pub fn poll<P: Port>(&mut self, port: &mut P, now_ns: u64) -> bool {
+        self.poll_with_metrics(port, now_ns, &|_| {})
+    }
+
+    /// As `poll`; `extra` appends metrics of its own (the switch's ports)
+    /// to every `/metrics` answer.
+    pub fn poll_with_metrics<P: Port>(&mut self, port: &mut P, now_ns: u64, extra: &dyn Fn(&mut String)) -> bool {
         let ts = instant(now_ns);
         let mut busy = false;
         {
@@ -207,7 +217,7 @@ impl Mgmt {
         busy |= self.dhcp_poll();
         self.stats.filter = self.filter;
         let stats = port.stats();
-        busy |= self.http_poll(port.name(), &stats, now_ns);
+        busy |= self.http_poll(port.name(), &stats, now_ns, extra);
         let mut dev = Adapter { port, rxbuf: &mut self.rxbuf, filter: &mut self.filter };
         self.iface.poll_maintenance(ts);
         busy |=
@@ -244,7 +254,28 @@ impl Mgmt {
         }
     }
 
-    fn http_poll(&mut self, port_name: &str, port_stats: &PortStats, now_ns: u64) -> bool {
+    /// Sends what the socket takes of a pending response; closes the
+    /// socket once all of it is queued. True when bytes moved.
+    fn http_send(s: &mut tcp::Socket<'_>, conn: &mut HttpConn) -> bool {
+        if conn.sent >= conn.response.len() {
+            return false;
+        }
+        let rest = conn.response.get(conn.sent..).unwrap_or(&[]);
+        let n = s.send_slice(rest).unwrap_or(0);
+        conn.sent += n;
+        if conn.sent >= conn.response.len() {
+            conn.response = Vec::new();
+            s.close();
+        } else if !s.may_send() {
+            // The peer went away mid-response.
+            conn.response = Vec::new();
+            conn.sent = 0;
+            s.abort();
+        }
+        n > 0
+    }
+
+    fn http_poll(&mut self, port_name: &str, port_stats: &PortStats, now_ns: u64, extra: &dyn Fn(&mut String)) -> bool {
         let mut busy = false;
         for (h, conn) in self.http.iter().zip(self.conns.iter_mut()) {
             let s = self.sockets.get_mut::<tcp::Socket>(*h);
@@ -254,6 +285,7 @@ impl Mgmt {
                 continue;
             }
             if conn.answered {
+                busy |= Self::http_send(s, conn);
                 continue;
             }
             while s.can_recv() && conn.request.len() < MAX_REQUEST {
@@ -279,14 +311,14 @@ impl Mgmt {
             let mut body = String::new();
             let response = if conn.request.starts_with(b"GET /metrics ") || conn.request.starts_with(b"GET / ") {
                 metrics::render(&mut body, port_name, port_stats, &self.stats, now_ns);
+                extra(&mut body);
                 metrics::response(200, "OK", &body)
             } else {
                 metrics::response(404, "Not Found", "try GET /metrics\n")
             };
-            if s.send_slice(response.as_bytes()).map_or(true, |n| n < response.len()) {
-                warn!("mgmt: HTTP response truncated ({} bytes)", response.len());
-            }
-            s.close();
+            conn.response = response.into_bytes();
+            conn.sent = 0;
+            Self::http_send(s, conn);
         }
         busy
     }

@@ -25,6 +25,7 @@ use crate::drivers::port::{DirStats, PortStats};
 use crate::hal::{GrantOps, SharedMem};
 use crate::netif::rx::RX_ENTRY_SIZE;
 use crate::netif::tx::TX_ENTRY_SIZE;
+use crate::switch::headers::flow_hash;
 use crate::xen::DomId;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -74,7 +75,7 @@ impl VifConfig {
         Self { frontend, mac, features, tx_batch: 32, tx_budget: 64, rx_queue_len: 64, rx_budget: 64 }
     }
 
-    /// Buffers `Vif::new` takes from the pool.
+    /// Buffers `Vif::new` takes from the pool, per queue.
     pub fn buffers_needed(&self) -> usize {
         self.tx_batch + self.rx_queue_len
     }
@@ -96,7 +97,12 @@ pub enum VifError {
     BufferTooSmall(usize),
     /// More RX buffers than a u16 index covers.
     TooManyBuffers(usize),
+    /// No queue, or more than `MAX_QUEUES`.
+    BadQueueCount(usize),
 }
+
+/// Queues one vif can have (Linux netfront asks for at most 8 by default).
+pub const MAX_QUEUES: usize = 8;
 
 /// Counters of one vif. "from guest" is the TX ring, "to guest" the RX ring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,13 +142,24 @@ pub struct PollOutcome {
     pub more: bool,
 }
 
-/// One netback queue serving one netfront.
-pub struct Vif<B: PacketBuf> {
-    cfg: VifConfig,
+/// One queue: a TX and an RX ring with their paths.
+struct Queue<B: PacketBuf> {
     tx_mem: Box<dyn SharedMem>,
     rx_mem: Box<dyn SharedMem>,
     tx: TxPath<B>,
     rx: RxPath<B>,
+}
+
+/// The rings of one queue, as mapped by the caller: (TX, RX).
+pub type QueueRings = (Box<dyn SharedMem>, Box<dyn SharedMem>);
+
+/// One netfront device served by netback: one or more queues
+/// (`multi-queue-num-queues`), one MAC, one multicast filter, one set of
+/// counters. A fatal error on any queue disables the whole vif, as Linux
+/// netback does.
+pub struct Vif<B: PacketBuf> {
+    cfg: VifConfig,
+    queues: Vec<Queue<B>>,
     mcast: McastFilter,
     stats: VifStats,
     disabled: Option<NetbackError>,
@@ -150,26 +167,47 @@ pub struct Vif<B: PacketBuf> {
 
 impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Vif").field("frontend", &self.cfg.frontend).field("disabled", &self.disabled).finish()
+        f.debug_struct("Vif")
+            .field("frontend", &self.cfg.frontend)
+            .field("queues", &self.queues.len())
+            .field("disabled", &self.disabled)
+            .finish()
     }
 }
 
 impl<B: PacketBuf> Vif<B> {
-    /// Attaches to the mapped rings and takes `cfg.buffers_needed()` buffers
-    /// from `pool` (the only allocations this vif makes).
+    /// A single-queue vif: attaches to the mapped rings and takes
+    /// `cfg.buffers_needed()` buffers from `pool` (the only allocations
+    /// this vif makes).
     pub fn new<P: BufPool<Buf = B>>(
         cfg: VifConfig,
         tx_ring: Box<dyn SharedMem>,
         rx_ring: Box<dyn SharedMem>,
         pool: &mut P,
     ) -> Result<Self, VifError> {
+        Self::with_queues(cfg, alloc::vec![(tx_ring, rx_ring)], pool)
+    }
+
+    /// A vif with one queue per ring pair; every queue takes
+    /// `cfg.buffers_needed()` buffers (budgets and queue lengths are per
+    /// queue). On error nothing is kept: buffers go back to the pool and
+    /// the rings are dropped (the caller still holds their mappings).
+    pub fn with_queues<P: BufPool<Buf = B>>(
+        cfg: VifConfig,
+        rings: Vec<QueueRings>,
+        pool: &mut P,
+    ) -> Result<Self, VifError> {
         if cfg.tx_batch == 0 || cfg.tx_budget == 0 || cfg.rx_queue_len == 0 || cfg.rx_budget == 0 {
             return Err(VifError::BadConfig);
+        }
+        if rings.is_empty() || rings.len() > MAX_QUEUES {
+            return Err(VifError::BadQueueCount(rings.len()));
         }
         if cfg.rx_queue_len > usize::from(u16::MAX) || cfg.tx_batch > usize::from(u16::MAX) {
             return Err(VifError::TooManyBuffers(cfg.rx_queue_len.max(cfg.tx_batch)));
         }
-        let needed = cfg.buffers_needed();
+        let per_queue = cfg.buffers_needed();
+        let needed = per_queue * rings.len();
         let mut got: Vec<B> = Vec::with_capacity(needed);
         while got.len() < needed {
             match pool.alloc() {
@@ -186,26 +224,33 @@ impl<B: PacketBuf> Vif<B> {
             got.into_iter().for_each(|b| pool.free(b));
             return Err(VifError::BufferTooSmall(cap));
         }
-        let rx_bufs = got.split_off(cfg.tx_batch);
-        let tx = TxPath::new(BackRing::attach(&*tx_ring, TX_ENTRY_SIZE), got);
-        let rx = RxPath::new(BackRing::attach(&*rx_ring, RX_ENTRY_SIZE), rx_bufs);
-        Ok(Self {
-            cfg,
-            tx_mem: tx_ring,
-            rx_mem: rx_ring,
-            tx,
-            rx,
-            mcast: McastFilter::new(),
-            stats: VifStats::default(),
-            disabled: None,
-        })
+        let mut queues = Vec::with_capacity(rings.len());
+        for (tx_mem, rx_mem) in rings {
+            let rest = got.split_off(per_queue);
+            let mut mine = core::mem::replace(&mut got, rest);
+            let rx_bufs = mine.split_off(cfg.tx_batch);
+            let tx = TxPath::new(BackRing::attach(&*tx_mem, TX_ENTRY_SIZE), mine);
+            let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs);
+            queues.push(Queue { tx_mem, rx_mem, tx, rx });
+        }
+        Ok(Self { cfg, queues, mcast: McastFilter::new(), stats: VifStats::default(), disabled: None })
     }
 
-    /// Gives the buffers back to `pool` and the rings back to the caller
-    /// (for unmapping).
-    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) -> (Box<dyn SharedMem>, Box<dyn SharedMem>) {
-        self.tx.into_bufs().into_iter().chain(self.rx.into_bufs()).for_each(|b| pool.free(b));
-        (self.tx_mem, self.rx_mem)
+    /// Gives the buffers back to `pool` and the rings, per queue, back to
+    /// the caller (for unmapping).
+    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) -> Vec<QueueRings> {
+        self.queues
+            .into_iter()
+            .map(|q| {
+                q.tx.into_bufs().into_iter().chain(q.rx.into_bufs()).for_each(|b| pool.free(b));
+                (q.tx_mem, q.rx_mem)
+            })
+            .collect()
+    }
+
+    /// Queues.
+    pub fn queues(&self) -> usize {
+        self.queues.len()
     }
 
     /// The configuration.
@@ -221,7 +266,7 @@ impl<B: PacketBuf> Vif<B> {
     /// Counters.
     pub fn stats(&self) -> VifStats {
         let mut s = self.stats;
-        s.copy_hypercalls = self.tx.copier.hypercalls() + self.rx.copier.hypercalls();
+        s.copy_hypercalls = self.queues.iter().map(|q| q.tx.copier.hypercalls() + q.rx.copier.hypercalls()).sum();
         s
     }
 
@@ -231,13 +276,15 @@ impl<B: PacketBuf> Vif<B> {
         PortStats { rx: self.stats.from_guest, tx: self.stats.to_guest, ..PortStats::default() }
     }
 
-    /// Gathers up to `tx_budget` packets from the TX ring and calls
+    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring and calls
     /// `deliver(frame, meta)` for each good one (the slice is valid only
-    /// during the call). Answers every request consumed.
-    pub fn poll_tx(&mut self, gnt: &dyn GrantOps, deliver: &mut dyn FnMut(&[u8], FrameMeta)) -> PollOutcome {
+    /// during the call). Answers every request consumed. A queue that does
+    /// not exist does nothing.
+    pub fn poll_tx(&mut self, q: usize, gnt: &dyn GrantOps, deliver: &mut dyn FnMut(&[u8], FrameMeta)) -> PollOutcome {
         if self.disabled.is_some() {
             return PollOutcome::default();
         }
+        let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
         self.stats.tx_polls += 1;
         let mut env = TxEnv {
             frontend: self.cfg.frontend,
@@ -245,7 +292,7 @@ impl<B: PacketBuf> Vif<B> {
             mcast: &mut self.mcast,
             stats: &mut self.stats,
         };
-        let (out, fatal) = self.tx.poll(&*self.tx_mem, gnt, &mut env, self.cfg.tx_budget, deliver);
+        let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, deliver);
         if !out.progress {
             self.stats.tx_idle_polls += 1;
         }
@@ -257,17 +304,18 @@ impl<B: PacketBuf> Vif<B> {
         out
     }
 
-    /// Queues a frame for the guest; false (and counted) when refused.
+    /// Queues a frame for the guest on the queue its flow hashes to; false
+    /// (and counted) when refused.
     pub fn enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
         self.try_enqueue_rx(frame, meta).is_ok()
     }
 
     /// As `enqueue_rx`, with the reason for a refusal.
     pub fn try_enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
-        let r = if self.disabled.is_some() {
-            Err(RxDrop::Disabled)
-        } else {
-            self.rx.enqueue(frame, meta, &self.cfg.features)
+        let q = self.rx_queue_for(frame);
+        let r = match (&self.disabled, self.queues.get_mut(q)) {
+            (None, Some(queue)) => queue.rx.enqueue(frame, meta, &self.cfg.features),
+            _ => Err(RxDrop::Disabled),
         };
         if let Err(d) = r {
             self.stats.to_guest.drops += 1;
@@ -276,17 +324,27 @@ impl<B: PacketBuf> Vif<B> {
         r
     }
 
-    /// Frames queued for the guest.
-    pub fn rx_queued(&self) -> usize {
-        self.rx.queued()
+    /// The RX queue a frame goes to: its flow hash modulo the queue count,
+    /// so one flow stays in order on one queue.
+    pub fn rx_queue_for(&self, frame: &[u8]) -> usize {
+        match self.queues.len() {
+            0 | 1 => 0,
+            n => flow_hash(frame) as usize % n,
+        }
     }
 
-    /// Copies queued frames into the guest's posted RX buffers.
-    pub fn poll_rx(&mut self, gnt: &dyn GrantOps) -> PollOutcome {
+    /// Frames queued for the guest, all queues.
+    pub fn rx_queued(&self) -> usize {
+        self.queues.iter().map(|q| q.rx.queued()).sum()
+    }
+
+    /// Copies frames queued on queue `q` into the guest's posted RX buffers.
+    pub fn poll_rx(&mut self, q: usize, gnt: &dyn GrantOps) -> PollOutcome {
         if self.disabled.is_some() {
             return PollOutcome::default();
         }
-        let (out, fatal) = self.rx.poll(&*self.rx_mem, gnt, self.cfg.frontend, self.cfg.rx_budget, &mut self.stats);
+        let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
+        let (out, fatal) = queue.rx.poll(&*queue.rx_mem, gnt, self.cfg.frontend, self.cfg.rx_budget, &mut self.stats);
         if let Some(e) = fatal {
             self.disabled = Some(e);
             return PollOutcome { more: false, ..out };
@@ -321,7 +379,7 @@ impl<B: PacketBuf> Vif<B> {
 
     /// Largest frame `enqueue_rx` accepts.
     pub fn max_rx_frame(&self) -> usize {
-        self.rx.max_frame(&self.cfg.features)
+        self.queues.first().map_or(0, |q| q.rx.max_frame(&self.cfg.features))
     }
 
     /// Multicast addresses subscribed.

@@ -64,12 +64,12 @@ impl Rig {
     /// Polls TX once, collecting delivered frames.
     pub fn poll_tx(&mut self) -> PollOutcome {
         let got = &mut self.got;
-        self.vif.poll_tx(&self.hv, &mut |f: &[u8], m: FrameMeta| got.push((f.to_vec(), m)))
+        self.vif.poll_tx(0, &self.hv, &mut |f: &[u8], m: FrameMeta| got.push((f.to_vec(), m)))
     }
 
     /// Polls RX once.
     pub fn poll_rx(&mut self) -> PollOutcome {
-        self.vif.poll_rx(&self.hv)
+        self.vif.poll_rx(0, &self.hv)
     }
 }
 

@@ -42,8 +42,10 @@ pub const FEATURES: &[(&str, &str)] = &[
     ("feature-multicast-control", "1"),
     ("feature-dynamic-multicast-control", "1"),
     ("feature-split-event-channels", "1"),
-    ("multi-queue-max-queues", "1"),
 ];
+
+/// Queues offered per vif by default (`multi-queue-max-queues`).
+pub const DEFAULT_MAX_QUEUES: u32 = 4;
 
 /// A vif: frontend domain and device id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,15 +70,23 @@ pub enum EventChannels {
     },
 }
 
-/// What the frontend published for connecting.
+/// The rings and event channels of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrontendInfo {
+pub struct QueueInfo {
     /// TX ring grant.
     pub tx_ring_ref: GrantRef,
     /// RX ring grant.
     pub rx_ring_ref: GrantRef,
     /// Event channels.
     pub evtchn: EventChannels,
+}
+
+/// What the frontend published for connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendInfo {
+    /// One entry per queue (`multi-queue-num-queues`, 1 when absent): the
+    /// top-level keys for one queue, `queue-N/...` for several.
+    pub queues: Vec<QueueInfo>,
     /// `feature-sg`.
     pub sg: bool,
     /// `feature-gso-tcpv4`.
@@ -139,6 +149,8 @@ pub struct BackendStats {
 #[derive(Debug)]
 pub struct Backend {
     root: String,
+    /// `multi-queue-max-queues` we advertise.
+    max_queues: u32,
     devices: BTreeMap<VifId, Device>,
     /// Devices whose probe failed: not retried until their directory goes.
     failed: alloc::collections::BTreeSet<VifId>,
@@ -184,11 +196,19 @@ fn read_flag(xs: &mut Client, io: &dyn XsIo, path: &str) -> Result<bool, XsError
 
 impl Backend {
     /// A backend for the domain whose home is `home` (`/local/domain/N`);
-    /// registers the watch on `home/backend/vif`.
+    /// registers the watch on `home/backend/vif`. Offers
+    /// `DEFAULT_MAX_QUEUES` queues per vif.
     pub fn start(xs: &mut Client, io: &dyn XsIo, home: &str) -> Result<Self, XsError> {
+        Self::start_with_queues(xs, io, home, DEFAULT_MAX_QUEUES)
+    }
+
+    /// As `start`, offering `max_queues` queues per vif (clamped to
+    /// 1..=`netback::MAX_QUEUES`).
+    pub fn start_with_queues(xs: &mut Client, io: &dyn XsIo, home: &str, max_queues: u32) -> Result<Self, XsError> {
         let root = format!("{home}/backend/vif");
         xs.watch(io, &root, BACKEND_TOKEN)?;
         Ok(Self {
+            max_queues: max_queues.clamp(1, crate::netback::MAX_QUEUES as u32),
             root,
             devices: BTreeMap::new(),
             failed: alloc::collections::BTreeSet::new(),
@@ -363,6 +383,7 @@ impl Backend {
         for (k, v) in FEATURES {
             xs.write(io, 0, &format!("{be}/{k}"), v.as_bytes())?;
         }
+        xs.write(io, 0, &format!("{be}/multi-queue-max-queues"), self.max_queues.to_string().as_bytes())?;
         // No hotplug script runs for a driver-domain backend: say it ourselves.
         xs.write(io, 0, &format!("{be}/hotplug-status"), b"connected")?;
         xs.write(io, 0, &format!("{be}/state"), b"2")?;
@@ -449,30 +470,50 @@ impl Backend {
         Ok(())
     }
 
-    fn read_frontend(xs: &mut Client, io: &dyn XsIo, fe: &str) -> Result<Result<FrontendInfo, String>, XsError> {
+    /// The rings and event channels of one queue under `dir`.
+    fn read_queue(xs: &mut Client, io: &dyn XsIo, dir: &str) -> Result<Result<QueueInfo, String>, XsError> {
         let num = |xs: &mut Client, k: &str| -> Result<Option<u32>, XsError> {
-            Ok(read_opt(xs, io, &format!("{fe}/{k}"))?.and_then(|v| parse_u32(&v)))
+            Ok(read_opt(xs, io, &format!("{dir}/{k}"))?.and_then(|v| parse_u32(&v)))
         };
-        if let Some(q) = num(xs, "multi-queue-num-queues")?
-            && q != 1
-        {
-            return Ok(Err(format!("frontend asks for {q} queues; at most 1 is offered")));
-        }
         let (Some(tx), Some(rx)) = (num(xs, "tx-ring-ref")?, num(xs, "rx-ring-ref")?) else {
-            return Ok(Err("missing or malformed tx-ring-ref/rx-ring-ref".into()));
+            return Ok(Err(format!("{dir}: missing or malformed tx-ring-ref/rx-ring-ref")));
         };
         let evtchn = match (num(xs, "event-channel")?, num(xs, "event-channel-tx")?, num(xs, "event-channel-rx")?) {
             (_, Some(t), Some(r)) => EventChannels::Split { tx: EvtchnPort(t), rx: EvtchnPort(r) },
             (Some(p), None, None) => EventChannels::Single(EvtchnPort(p)),
-            _ => return Ok(Err("missing or malformed event channel(s)".into())),
+            _ => return Ok(Err(format!("{dir}: missing or malformed event channel(s)"))),
         };
-        if num(xs, "request-rx-copy")? != Some(1) {
+        Ok(Ok(QueueInfo { tx_ring_ref: GrantRef(tx), rx_ring_ref: GrantRef(rx), evtchn }))
+    }
+
+    fn read_frontend(
+        xs: &mut Client,
+        io: &dyn XsIo,
+        fe: &str,
+        max_queues: u32,
+    ) -> Result<Result<FrontendInfo, String>, XsError> {
+        let nq = match read_opt(xs, io, &format!("{fe}/multi-queue-num-queues"))? {
+            None => 1,
+            Some(v) => match parse_u32(&v) {
+                Some(q) if (1..=max_queues).contains(&q) => q,
+                Some(q) => return Ok(Err(format!("frontend asks for {q} queues; 1 to {max_queues} are offered"))),
+                None => return Ok(Err("malformed multi-queue-num-queues".into())),
+            },
+        };
+        let mut queues = Vec::with_capacity(nq as usize);
+        for i in 0..nq {
+            // One queue: the keys are at the top level (netif.h).
+            let dir = if nq == 1 { fe.to_string() } else { format!("{fe}/queue-{i}") };
+            match Self::read_queue(xs, io, &dir)? {
+                Ok(q) => queues.push(q),
+                Err(why) => return Ok(Err(why)),
+            }
+        }
+        if read_opt(xs, io, &format!("{fe}/request-rx-copy"))?.and_then(|v| parse_u32(&v)) != Some(1) {
             return Ok(Err("frontend does not request rx-copy (rx-flip is not supported)".into()));
         }
         Ok(Ok(FrontendInfo {
-            tx_ring_ref: GrantRef(tx),
-            rx_ring_ref: GrantRef(rx),
-            evtchn,
+            queues,
             sg: read_flag(xs, io, &format!("{fe}/feature-sg"))?,
             gso_tcpv4: read_flag(xs, io, &format!("{fe}/feature-gso-tcpv4"))?,
             gso_tcpv6: read_flag(xs, io, &format!("{fe}/feature-gso-tcpv6"))?,
@@ -498,7 +539,7 @@ impl Backend {
         let fe_state = read_opt(xs, io, &format!("{fe}/state"))?.map(|v| XenbusState::parse(&v));
         match fe_state {
             Some(XenbusState::Initialised | XenbusState::Connected) if ours == XenbusState::InitWait => {
-                let info = match Self::read_frontend(xs, io, &fe)? {
+                let info = match Self::read_frontend(xs, io, &fe, self.max_queues)? {
                     Ok(i) => i,
                     Err(why) => return self.fail(xs, io, id, &why, host),
                 };
@@ -513,8 +554,13 @@ impl Backend {
                 let _ = xs.rm(io, 0, &format!("{be}/error"));
                 self.set_state(xs, io, id, XenbusState::Connected)?;
                 info!(
-                    "vif {}/{}: connected ({:?}, sg {}, gso4 {})",
-                    id.frontend.0, id.devid, info.evtchn, info.sg, info.gso_tcpv4
+                    "vif {}/{}: connected ({} queue(s), {:?}, sg {}, gso4 {})",
+                    id.frontend.0,
+                    id.devid,
+                    info.queues.len(),
+                    info.queues.first().map(|q| q.evtchn),
+                    info.sg,
+                    info.gso_tcpv4
                 );
             }
             Some(XenbusState::Closing) => {

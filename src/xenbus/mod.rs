@@ -5,5 +5,5 @@
 pub mod backend;
 pub mod state;
 
-pub use backend::{Backend, EventChannels, FrontendInfo, VifHost, VifId};
+pub use backend::{Backend, EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
 pub use state::XenbusState;

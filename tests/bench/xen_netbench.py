@@ -254,7 +254,7 @@ def main():
     results = []
     try:
         vm.boot()
-        for path in ("xvif", "linuxdd"):
+        for path in os.environ.get("XVIF_NETBENCH_PATHS", "xvif linuxdd").split():
             results.append(bench_path(vm, path))
     finally:
         vm.close()

@@ -205,12 +205,15 @@ for b in xenstore-read xenstore-write; do copy_bin "$R" "usr/bin/$b"; done
 cat >"$R/init" <<'EOF'
 #!/bin/sh
 # Linux PV test guest. Kernel command line: ip=ADDR/LEN [ping=ADDR]
+# [nfqueues=N] (netfront's max_queues: N > 1 asks the backend for N queues)
 export PATH=/usr/bin:/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /tmp; mount -t tmpfs tmpfs /tmp
-IP=; PING=
-for a in $(cat /proc/cmdline); do case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; esac; done
-modprobe xen-netfront
+IP=; PING=; NFQ=
+for a in $(cat /proc/cmdline); do
+  case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; nfqueues=*) NFQ=${a#nfqueues=};; esac
+done
+modprobe xen-netfront ${NFQ:+max_queues=$NFQ}
 # under TCG netfront can take many seconds to probe
 for i in $(seq 1 120); do [ -e /sys/class/net/eth0 ] && break; sleep 1; done
 ip link set lo up

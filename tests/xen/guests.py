@@ -41,8 +41,10 @@ def xl_create(xen, args, name, timeout=300):
 
 
 class Guest:
-    def __init__(self, xen, name, ip, mac, backend="xvif"):
+    def __init__(self, xen, name, ip, mac, backend="xvif", queues=None):
+        """queues: netfront's max_queues (None: its default, one per vCPU)."""
         self.xen, self.name, self.ip, self.mac, self.backend = xen, name, ip, mac, backend
+        self.queues = queues
         self.n = 0
 
     @property
@@ -55,8 +57,9 @@ class Guest:
 
     def create(self):
         self.xen.sh("rm -f %s" % self.console, quiet=True)
-        xl_create(self.xen, "/guests/guest-linux-pv.cfg 'name=\"%s\"' 'extra=\"console=hvc0 rdinit=/init ip=%s/24\"' "
-                            "'vif=[\"backend=%s,mac=%s\"]'" % (self.name, self.ip, self.backend, self.mac), self.name)
+        nfq = " nfqueues=%d" % self.queues if self.queues else ""
+        xl_create(self.xen, "/guests/guest-linux-pv.cfg 'name=\"%s\"' 'extra=\"console=hvc0 rdinit=/init ip=%s/24%s\"' "
+                            "'vif=[\"backend=%s,mac=%s\"]'" % (self.name, self.ip, nfq, self.backend, self.mac), self.name)
         self.wait_up()
 
     def wait_up(self, timeout=240):

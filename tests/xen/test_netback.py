@@ -39,7 +39,8 @@ def net(xen):
     xl_create(xen, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % XVIF_IP, "xvif")
     wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0)
     a = Guest(xen, "guesta", "10.0.1.2", "00:16:3e:00:00:0a")
-    b = Guest(xen, "guestb", "10.0.1.3", "00:16:3e:00:00:0b")
+    # Guest B's netfront asks for 2 queues (queue-N/ keys), A's for one.
+    b = Guest(xen, "guestb", "10.0.1.3", "00:16:3e:00:00:0b", queues=2)
     t0 = time.time()
     a.create()
     b.create()
@@ -58,6 +59,26 @@ def test_guests_ping_xvif_and_each_other(net):
     assert backend_dir(xen, a.domid) and backend_dir(xen, b.domid)
     rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/hotplug-status" % (domid(xen, "xvif"), a.domid))
     assert last_line(out) == "connected"
+
+
+def vif_counters(xen, guest_domid):
+    d = domid(xen, "xvif")
+    rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif/vifs/vif%d_0 2>/dev/null" % (d, guest_domid), quiet=True)
+    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
+
+
+def test_multi_queue_guest_gets_its_queues(net):
+    xen, a, b = net
+    d = domid(xen, "xvif")
+    rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/multi-queue-max-queues" % (d, b.domid))
+    assert last_line(out) == "4", out
+    rc, out = xen.sh("xenstore-read /local/domain/%d/device/vif/0/multi-queue-num-queues" % b.domid)
+    assert last_line(out) == "2", out
+    rc, out = b.run("ls /sys/class/net/eth0/queues")
+    assert "tx-1" in out and "rx-1" in out, out
+    ca = wait_until("vif counters", lambda: vif_counters(xen, a.domid) or None, timeout=30)
+    cb = wait_until("vif counters", lambda: vif_counters(xen, b.domid) or None, timeout=30)
+    assert (ca["queues"], cb["queues"]) == ("1", "2"), (ca, cb)
 
 
 def test_tcp_transfer_between_guests_is_intact(net):

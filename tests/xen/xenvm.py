@@ -27,6 +27,8 @@ r"""Boot a real Xen 4.17 + Linux PV dom0 inside QEMU TCG and drive dom0's shell.
 
 Environment: XVIF_XEN_IMAGE, XVIF_CACHE, XVIF_LOG_DIR, XVIF_XEN_HARD_TIMEOUT,
 XVIF_XEN_BOOT_TIMEOUT, XVIF_XEN_ECHO=1 (copy the serial console to stderr live),
+XVIF_XEN_EXTRA (more Xen command-line options), XVIF_QEMU_ACCEL (default
+tcg,thread=multi),
 XVIF_QEMU (default /usr/bin/qemu-system-x86_64).
 """
 
@@ -230,6 +232,7 @@ class XenVM:
                 raise XenVMError("image %s lacks %s (run tests/xen/build-image.sh)" % (self.image, f))
         self.guest_files = list(guest_files)
         self.hard_timeout = int(hard_timeout or os.environ.get("XVIF_XEN_HARD_TIMEOUT", 3600))
+        xen_extra = (xen_extra + " " + os.environ.get("XVIF_XEN_EXTRA", "")).strip()
         self.xen_cmdline = (XEN_CMDLINE + " " + xen_extra).strip()
         self.dom0_cmdline = (DOM0_CMDLINE + " " + dom0_extra).strip()
         self.mem, self.smp, self.qemu = mem, smp, qemu
@@ -293,7 +296,7 @@ class XenVM:
                 raise XenVMError("path %r has a comma or space: QEMU's -initrd cannot take it" % path)
         args = [
             "--signal=TERM", "--kill-after=10", str(self.hard_timeout), self.qemu,
-            "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max",
+            "-machine", "pc", "-accel", os.environ.get("XVIF_QEMU_ACCEL", "tcg,thread=multi"), "-cpu", "max",
             "-smp", str(self.smp), "-m", self.mem,
             "-display", "none", "-monitor", "none",
             # signal=off: a Ctrl-C we send must reach dom0, not kill QEMU
