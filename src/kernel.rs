@@ -131,6 +131,8 @@ pub fn run(p: platform::Platform) -> ! {
         }
     }
     poller.add(Box::new(ConsoleTask { line: String::new() }));
+    // The NIC first: under Xen it becomes a port of the vifs' switch.
+    let mut nic = crate::net::probe(p.acpi.as_ref(), &cfg);
     let mut on_xen: Option<u16> = None;
     match &p.xen {
         None => {}
@@ -146,7 +148,7 @@ pub fn run(p: platform::Platform) -> ! {
                 if pv_console { "attached" } else { "absent" }
             );
             cpu::enable_interrupts();
-            match crate::xenhost::XenHost::start(info, &cfg) {
+            match crate::xenhost::XenHost::start(info, &cfg, &mut nic) {
                 Ok(host) => {
                     info!(
                         "xen: domid {} name '{}', xenstore ready {} ms after entry",
@@ -161,8 +163,8 @@ pub fn run(p: platform::Platform) -> ! {
             }
         }
     }
-    if let Some(nic) = crate::net::start(p.acpi.as_ref(), &cfg) {
-        poller.add(nic);
+    if let Some(dev) = nic {
+        poller.add(Box::new(crate::net::NetTask::new(dev, &cfg, time::now_ns())));
     }
     cpu::enable_interrupts();
 

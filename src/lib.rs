@@ -27,12 +27,12 @@ pub mod xenbus;
 pub mod testing;
 
 #[cfg(target_os = "none")]
+pub mod dataplane;
+#[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
 pub mod net;
 #[cfg(target_os = "none")]
 pub mod platform;
-#[cfg(target_os = "none")]
-pub mod vifnet;
 #[cfg(target_os = "none")]
 pub mod xenhost;

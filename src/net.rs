@@ -6,22 +6,23 @@
 
 use crate::acpi::AcpiInfo;
 use crate::config::{Config, NicMode};
+use crate::dataplane::DataPlane;
 use crate::drivers::e1000::{self, E1000};
 use crate::drivers::pci::{self, PciDevice, cmd};
 use crate::drivers::port::{Port, PortStats};
 use crate::drivers::virtio_net::{self, VirtioNet};
 use crate::hal::Hal;
-use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::platform::devhal::Hw;
 use crate::platform::irq::IrqFlag;
 use crate::platform::pci_cfg;
 use crate::timer::{Nanos, Progress, Task};
-use alloc::boxed::Box;
 use log::{info, warn};
 
 /// Polling interval in `nic=poll` mode (and the housekeeping interval otherwise).
-const POLL_NS: u64 = 100_000;
-const HOUSEKEEPING_NS: u64 = 500_000_000;
+/// How often a NIC without an interrupt is polled.
+pub const NIC_POLL_NS: u64 = 100_000;
+/// How often a NIC with an interrupt is looked at anyway (link, hangs).
+pub const NIC_HOUSEKEEPING_NS: u64 = 500_000_000;
 
 /// The NIC this kernel drives.
 // One instance per machine, inside a boxed task: the size difference is moot.
@@ -70,32 +71,40 @@ impl Port for Nic {
 }
 
 /// The NIC plus the management stack, polled by the main loop.
-pub struct NicTask {
-    nic: Nic,
-    mgmt: Mgmt,
-    irq: Option<IrqFlag>,
-    stack_at: Option<Nanos>,
+/// A NIC found on the PCI bus, with its interrupt (None: polled).
+pub struct NicDev {
+    /// The driver.
+    pub nic: Nic,
+    /// Its interrupt.
+    pub irq: Option<IrqFlag>,
 }
 
-impl Task for NicTask {
+/// The data plane as a task of its own when there is no Xen (bare QEMU):
+/// the NIC and the management stack on the switch.
+pub struct NetTask {
+    net: DataPlane,
+    name: &'static str,
+}
+
+impl NetTask {
+    /// The NIC, the switch and the management stack.
+    pub fn new(dev: NicDev, cfg: &Config, now: u64) -> Self {
+        let name = dev.nic.name();
+        Self { net: DataPlane::new(cfg, 0, Some(dev), now), name }
+    }
+}
+
+impl Task for NetTask {
     fn name(&self) -> &str {
-        self.nic.name()
+        self.name
     }
 
     fn poll(&mut self, now: Nanos) -> Progress {
-        let fired = self.irq.as_ref().is_some_and(IrqFlag::take);
-        let mut busy = self.nic.service(now);
-        busy |= self.mgmt.poll(&mut self.nic, now);
-        if fired && let Some(irq) = &self.irq {
-            irq.unmask();
-        }
-        self.stack_at = self.mgmt.poll_at(now);
-        if busy { Progress::Busy } else { Progress::Idle }
+        if self.net.poll(now) { Progress::Busy } else { Progress::Idle }
     }
 
     fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
-        let every = if self.irq.is_some() { HOUSEKEEPING_NS } else { POLL_NS };
-        Some(self.stack_at.map_or(now + every, |at| at.min(now + every)))
+        self.net.next_deadline(now)
     }
 }
 
@@ -128,7 +137,8 @@ fn setup_irq(cfgs: &pci_cfg::Config, dev: &PciDevice, mode: NicMode, madt: bool)
 }
 
 /// Finds a NIC and starts it with the management stack; None when there is none.
-pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Send>> {
+/// Finds and brings up the first supported NIC.
+pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<NicDev> {
     let ecam = acpi.map_or(&[][..], |a| &a.ecam[..]);
     let cfgs = pci_cfg::Config::new(ecam);
     let access = if matches!(cfgs, pci_cfg::Config::Ecam(_)) { "ECAM" } else { "port I/O" };
@@ -146,7 +156,6 @@ pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Sen
         );
     }
     let madt = acpi.is_some_and(|a| a.madt.is_some());
-    let now = Hw.now_ns();
     for dev in &devs {
         let is_e1000 = dev.vendor == e1000::VENDOR && e1000::DEVICES.contains(&dev.device);
         let is_virtio = virtio_net::matches(dev.vendor, dev.device);
@@ -174,7 +183,6 @@ pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Sen
                 }
             }
         };
-        let mut nic = nic;
         info!(
             "nic: {} at {} mac {} link {}, interrupts: {how}{}",
             nic.name(),
@@ -183,8 +191,7 @@ pub fn start(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<Box<dyn Task + Sen
             if nic.link_up() { "up" } else { "down" },
             irq.as_ref().map_or(alloc::string::String::new(), |f| alloc::format!(" (vector {:#x})", f.vector()))
         );
-        let mgmt = Mgmt::new(&mut nic, MgmtConfig { ip: cfg.ip, gw: cfg.gw }, now);
-        return Some(Box::new(NicTask { nic, mgmt, irq, stack_at: None }));
+        return Some(NicDev { nic, irq });
     }
     info!("nic: no supported NIC found (e1000 82540EM, virtio-net)");
     None

@@ -4,9 +4,10 @@
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
+use crate::dataplane::DataPlane;
+use crate::net::NicDev;
 use crate::platform::{self, exit, xen};
 use crate::timer::{Nanos, Progress, Task};
-use crate::vifnet::VifNet;
 use crate::xen::xenstore::{Client, XsError, XsIo};
 use crate::xenbus::Backend;
 use alloc::string::String;
@@ -25,7 +26,7 @@ pub struct XenHost {
     /// Our name.
     pub name: String,
     backend: Option<Backend>,
-    net: VifNet,
+    net: DataPlane,
     next_publish: Nanos,
     published: String,
 }
@@ -34,8 +35,9 @@ pub struct XenHost {
 const PUBLISH_NS: Nanos = 2_000_000_000;
 
 impl XenHost {
-    /// Connects to xenstore and registers our watches.
-    pub fn start(info: &xen::XenInfo, cfg: &Config) -> Result<Self, XsError> {
+    /// Connects to xenstore and registers our watches. Takes the NIC out of
+    /// `nic` (for the switch) only when it succeeds.
+    pub fn start(info: &xen::XenInfo, cfg: &Config, nic: &mut Option<NicDev>) -> Result<Self, XsError> {
         let io = xen::StoreIo::new(info).ok_or(XsError::BadRequest("xenstore page outside the identity map"))?;
         let mut xs = Client::new();
         let domid = xs.read_u64(&io, 0, "domid")?;
@@ -61,7 +63,7 @@ impl XenHost {
                 None
             }
         };
-        let net = VifNet::new(cfg, domid, platform::time::now_ns());
+        let net = DataPlane::new(cfg, domid, nic.take(), platform::time::now_ns());
         Ok(Self { io, xs, domid, name, backend, net, next_publish: 0, published: String::new() })
     }
 
@@ -164,7 +166,8 @@ impl Task for XenHost {
         // A closed device's directory is removed after a short grace period.
         let removal = self.backend.as_ref().is_some_and(Backend::removal_pending);
         let soon = if removal { now + crate::xenbus::backend::REMOVE_GRACE_NS / 4 } else { Nanos::MAX };
-        Some(self.next_publish.max(now).min(soon))
+        let net = self.net.next_deadline(now).unwrap_or(Nanos::MAX);
+        Some(self.next_publish.max(now).min(soon).min(net))
     }
 }
 

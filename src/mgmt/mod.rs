@@ -193,12 +193,19 @@ impl Mgmt {
 
     /// Runs the stack and the services once. Returns true when it did anything.
     pub fn poll<P: Port>(&mut self, port: &mut P, now_ns: u64) -> bool {
-        self.poll_with_metrics(port, now_ns, &|_| {})
+        let shown = (port.name(), port.stats());
+        self.poll_with_metrics(port, now_ns, shown, &|_| {})
     }
 
-    /// As `poll`; `extra` appends metrics of its own (the switch's ports)
-    /// to every `/metrics` answer.
-    pub fn poll_with_metrics<P: Port>(&mut self, port: &mut P, now_ns: u64, extra: &dyn Fn(&mut String)) -> bool {
+    /// As `poll`; `/metrics` shows `shown` (a port name and its counters)
+    /// as the port, and `extra` appends metrics of its own (the switch's).
+    pub fn poll_with_metrics<P: Port>(
+        &mut self,
+        port: &mut P,
+        now_ns: u64,
+        shown: (&str, PortStats),
+        extra: &dyn Fn(&mut String),
+    ) -> bool {
         let ts = instant(now_ns);
         let mut busy = false;
         {
@@ -216,8 +223,7 @@ impl Mgmt {
         busy |= echo(&mut self.sockets, self.udp, &mut self.echo_buf, &mut self.stats);
         busy |= self.dhcp_poll();
         self.stats.filter = self.filter;
-        let stats = port.stats();
-        busy |= self.http_poll(port.name(), &stats, now_ns, extra);
+        busy |= self.http_poll(shown.0, &shown.1, now_ns, extra);
         let mut dev = Adapter { port, rxbuf: &mut self.rxbuf, filter: &mut self.filter };
         self.iface.poll_maintenance(ts);
         busy |=

@@ -109,6 +109,13 @@ def test_metrics_match_the_traffic(vm):
     assert d(rxb) >= nbytes + 500 * 42 + 30 * 98
     assert after['xvif_port_errors_total{port="%s",dir="rx"}' % port] == 0
     assert after["xvif_mgmt_udp_echo_drops_total"] == 0
+    # The NIC and the management stack are ports of the switch: the same
+    # frames show on both switch ports.
+    sw_nic = 'xvif_switch_rx_packets_total{port="%s"}' % port
+    sw_mgmt = 'xvif_switch_rx_packets_total{port="mgmt"}'
+    assert 530 + 3 <= d(sw_nic) <= 530 + 40, (d(sw_nic), after)
+    assert 530 + 3 <= d(sw_mgmt) <= 530 + 40, (d(sw_mgmt), after)
+    assert after["xvif_switch_fdb_entries"] >= 2
 
 
 def ipv4_udp(src_mac, dst_mac, payload, bad_ip_csum=False, bad_udp_csum=False):

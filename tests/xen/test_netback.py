@@ -118,6 +118,12 @@ def test_counters_published_and_spoofing_dropped(net):
     assert int(after["spoofed"]) >= 5, after
     sent, got, out = a.ping(XVIF_IP, count=5, interval="0.2")
     assert got == 5, out
+    # The same counters on the management stack's metrics endpoint.
+    rc, out = b.run("wget -q -O - http://%s:9100/metrics | grep -e '^xvif_switch_spoofed_total' "
+                    "-e '^xvif_switch_rx_packets_total'" % XVIF_IP)
+    m = re.search(r'xvif_switch_spoofed_total\{port="vif%d\.0"\} (\d+)' % a.domid, out)
+    assert m and int(m.group(1)) >= 5, out
+    assert re.search(r'xvif_switch_rx_packets_total\{port="vif%d\.0"\} [1-9]' % b.domid, out), out
 
 
 def test_guest_reboot_reconnects(net):

@@ -1,14 +1,17 @@
-//! The driver-domain data plane under Xen: every connected vif and the
+//! The data plane: every connected vif, the NIC (when there is one) and the
 //! management stack are ports of one switch. Implements `VifHost` for the
 //! xenbus backend (map rings, bind event channels, create the `Vif`, plug it
-//! into the switch) and the per-loop polling.
+//! into the switch) and the per-loop polling. Without Xen (bare QEMU) it is
+//! the NIC and the management stack alone, through the same switch.
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
 use crate::drivers::port::{Port, PortStats};
 use crate::mgmt::{Mgmt, MgmtConfig};
+use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
 use crate::netback::{Features, QueueRings, Vif, VifConfig};
 use crate::platform::bufpool::{FrameBuf, FramePool};
+use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, MappedGrant, XenGrantOps};
 use crate::switch::meta::{FrameMeta, PortCaps};
 use crate::switch::{Egress, PortConfig, PortId, Switch, SwitchConfig};
@@ -151,12 +154,24 @@ impl Port for QueuePort {
     }
 }
 
-/// Delivers switch output to vifs and the management queue.
+/// The NIC on its switch port.
+struct NicPort {
+    dev: NicDev,
+    port: PortId,
+}
+
+/// Frames taken from the NIC per poll at most, so vifs are not starved.
+const NIC_BUDGET: usize = 128;
+
+/// Delivers switch output to vifs, the NIC and the management queue.
 struct Out<'a> {
     slots: &'a mut BTreeMap<VifId, Slot>,
     by_port: &'a BTreeMap<PortId, VifId>,
     mgmt_port: Option<PortId>,
     mgmt: &'a mut QueuePort,
+    /// None while the NIC itself is the ingress (the switch never sends a
+    /// frame back out of the port it came in on).
+    nic: Option<&'a mut NicPort>,
 }
 
 impl Egress for Out<'_> {
@@ -168,6 +183,11 @@ impl Egress for Out<'_> {
     }
 
     fn send(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) -> bool {
+        if let Some(n) = self.nic.as_deref_mut()
+            && n.port == port
+        {
+            return n.dev.nic.transmit(frame.len(), |b| b.copy_from_slice(frame)).is_ok();
+        }
         if Some(port) == self.mgmt_port {
             if self.mgmt.rx.len() >= MGMT_QUEUE {
                 self.mgmt.stats.rx.drops += 1;
@@ -186,7 +206,7 @@ impl Egress for Out<'_> {
 }
 
 /// The data plane.
-pub struct VifNet {
+pub struct DataPlane {
     switch: Switch,
     pool: FramePool,
     slots: BTreeMap<VifId, Slot>,
@@ -194,19 +214,37 @@ pub struct VifNet {
     mgmt: Option<Mgmt>,
     mgmt_q: QueuePort,
     mgmt_port: Option<PortId>,
+    /// When the management stack next needs a poll.
+    mgmt_at: Option<u64>,
+    nic: Option<NicPort>,
 }
 
-impl VifNet {
-    /// A switch with the management stack on it (when an address is configured).
-    pub fn new(cfg: &Config, domid: u16, now: u64) -> Self {
+impl DataPlane {
+    /// A switch with the NIC (if any) and the management stack on it. The
+    /// stack runs when an address is configured or a NIC is present, with
+    /// the NIC's MAC, else a locally administered one from `domid`.
+    pub fn new(cfg: &Config, domid: u16, nic: Option<NicDev>, now: u64) -> Self {
         let seed = crate::platform::cpu::rdtsc();
         let mut switch = Switch::new(SwitchConfig { hash_seed: seed, ..SwitchConfig::default() });
+        let nic = nic.and_then(|dev| {
+            let name = String::from(dev.nic.name());
+            match switch.add_port(PortConfig { name, allowed_src: None, caps: PortCaps::plain(1500) }) {
+                Ok(port) => {
+                    info!("switch: {} on port {}", dev.nic.name(), port.0);
+                    Some(NicPort { dev, port })
+                }
+                Err(e) => {
+                    warn!("switch: no port for the NIC: {e:?}");
+                    None
+                }
+            }
+        });
         // Locally administered, unicast: 02:58:56 ("XV") + domid.
-        let mac = [0x02, 0x58, 0x56, 0x00, (domid >> 8) as u8, domid as u8];
+        let mac = nic.as_ref().map_or([0x02, 0x58, 0x56, 0x00, (domid >> 8) as u8, domid as u8], |n| n.dev.nic.mac());
         let mut mgmt_q = QueuePort { mac, ..QueuePort::default() };
         let mut mgmt = None;
         let mut mgmt_port = None;
-        if cfg.ip.is_some() {
+        if cfg.ip.is_some() || nic.is_some() {
             match switch.add_port(PortConfig {
                 name: "mgmt".into(),
                 allowed_src: Some(mac),
@@ -231,14 +269,35 @@ impl VifNet {
             mgmt,
             mgmt_q,
             mgmt_port,
+            mgmt_at: None,
+            nic,
         }
     }
 
-    /// Polls every vif and the management stack; true when anything moved.
+    /// Polls the NIC, every vif and the management stack; true when
+    /// anything moved.
     pub fn poll(&mut self, now: u64) -> bool {
         let gnt = XenGrantOps;
         let mut busy = false;
-        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, .. } = self;
+        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, .. } = self;
+        if let Some(n) = nic.as_mut() {
+            let fired = n.dev.irq.as_ref().is_some_and(IrqFlag::take);
+            busy |= n.dev.nic.service(now);
+            let ingress = n.port;
+            for _ in 0..NIC_BUDGET {
+                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: None };
+                let got = n.dev.nic.receive(|frame| {
+                    let _ = switch.forward(ingress, frame, &FrameMeta::PLAIN, now, &mut out);
+                });
+                if got.is_none() {
+                    break;
+                }
+                busy = true;
+            }
+            if fired && let Some(irq) = &n.dev.irq {
+                irq.unmask();
+            }
+        }
         let ids: Vec<VifId> = slots.keys().copied().collect();
         for id in ids {
             let Some(mut slot) = slots.remove(&id) else { continue };
@@ -248,7 +307,7 @@ impl VifNet {
                     continue;
                 }
                 let ingress = slot.port;
-                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
+                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
                 let o = slot.vif.poll_tx(q, &gnt, &mut |frame, meta| {
                     let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
@@ -262,15 +321,18 @@ impl VifNet {
         }
         if let Some(m) = mgmt.as_mut() {
             let sw: &Switch = switch;
-            busy |= m.poll_with_metrics(mgmt_q, now, &|out| sw.render_prometheus(out));
+            // The metrics show the NIC's driver counters when there is one.
+            let shown = nic.as_ref().map_or((mgmt_q.name(), mgmt_q.stats()), |n| (n.dev.nic.name(), n.dev.nic.stats()));
+            busy |= m.poll_with_metrics(mgmt_q, now, shown, &|out| sw.render_prometheus(out));
             while let Some(frame) = mgmt_q.tx.pop_front() {
                 if let Some(p) = *mgmt_port {
-                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q };
+                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
                     let _ = switch.forward(p, &frame, &FrameMeta::PLAIN, now, &mut out);
                 }
                 mgmt_q.spare.push(frame);
                 busy = true;
             }
+            *mgmt_at = m.poll_at(now);
         }
         // Every loop: the guest may have posted RX buffers without a kick.
         for slot in slots.values_mut() {
@@ -285,9 +347,14 @@ impl VifNet {
         busy
     }
 
-    /// Earliest time the management stack needs a poll.
-    pub fn next_deadline(&mut self, now: u64) -> Option<u64> {
-        self.mgmt.as_mut().and_then(|m| m.poll_at(now))
+    /// When the data plane next needs a poll without an interrupt: the
+    /// management stack's timers, and the NIC's polling or housekeeping.
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+        let nic = self.nic.as_ref().map(|n| now + if n.dev.irq.is_some() { NIC_HOUSEKEEPING_NS } else { NIC_POLL_NS });
+        match (self.mgmt_at, nic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The switch.
@@ -341,7 +408,7 @@ impl VifNet {
     }
 }
 
-impl VifHost for VifNet {
+impl VifHost for DataPlane {
     fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
         self.disconnect(id);
         let mut queues: Vec<QueueSlot> = Vec::with_capacity(fe.queues.len());
