@@ -238,12 +238,14 @@ fi
 # segfault in nested guests on a loaded host).
 ( while true; do ( last=$(cat /tmp/agent.last 2>/dev/null)
   while true; do
-    c=$(xenstore-read data/cmd 2>/dev/null)
+    # timeout: a xenstore-read stuck after a neighbour's crash must not
+    # wedge the agent
+    c=$(timeout 20 xenstore-read data/cmd 2>/dev/null)
     if [ -n "$c" ] && [ "$c" != "$last" ]; then
       last=$c; id=${c%%:*}; cmd=${c#*:}
       sh -c "$cmd" >/tmp/out.$id 2>&1; rc=$?
       echo "XVIF-CMD-BEGIN $id"; cat /tmp/out.$id; echo "XVIF-CMD-END $id rc=$rc"
-      xenstore-write data/result "$id:$rc"
+      timeout 20 xenstore-write data/result "$id:$rc" || timeout 20 xenstore-write data/result "$id:$rc"
       echo "$c" > /tmp/agent.last
     fi
     sleep 0.5
