@@ -76,15 +76,6 @@ def run(g, cmd, timeout=180):
     return rc, (m.group(1) if m else "")
 
 
-FAULTS = "-e 'segfault at' -e 'general protection' -e Aborted"
-
-
-def faults(g):
-    """User-space crashes (segfault / GP fault / abort) in the guest's console."""
-    rc, out = g.xen.sh("grep -c %s %s 2>/dev/null" % (FAULTS, g.console), quiet=True)
-    return int(last_line(out)) if last_line(out).isdigit() else 0
-
-
 def crashed(g):
     rc, out = g.xen.sh("grep -c -e 'Kernel panic' %s 2>/dev/null" % g.console, quiet=True)
     rc2, st = g.xen.sh("xl list %s 2>/dev/null | awk 'NR==2{print $5}'" % g.name, quiet=True)
@@ -231,7 +222,7 @@ def bench_path(vm, path):
         vm.print_diagnostics("%s path failed" % path, force=True)
     finally:
         try:
-            res["guest_user_faults"] = {g.name: faults(g) for g in (a, b)}
+            res["guest_user_faults"] = {g.name: g.faults() for g in (a, b)}
         except Exception:
             pass
         t0 = time.time()

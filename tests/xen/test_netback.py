@@ -81,16 +81,15 @@ def test_multi_queue_guest_gets_its_queues(net):
     assert (ca["queues"], cb["queues"]) == ("1", "2"), (ca, cb)
 
 
-def test_tcp_transfer_between_guests_is_intact(net):
-    xen, a, b = net
+def transfer_20mb(xen, a, b, port):
     # stdin must stay open: busybox nc stops when its stdin ends
-    rc, _ = b.run("sleep 600 | nc -l -p 5001 > /tmp/rx 2>/dev/null &")
+    rc, _ = b.run("rm -f /tmp/rx; sleep 600 | nc -l -p %d > /tmp/rx 2>/dev/null &" % port)
     assert rc == 0
-    rc, out = a.run("dd if=/dev/urandom of=/tmp/tx bs=1M count=20 2>/dev/null && md5sum /tmp/tx")
+    rc, out = a.run("[ -s /tmp/tx ] || dd if=/dev/urandom of=/tmp/tx bs=1M count=20 2>/dev/null; md5sum /tmp/tx")
     assert rc == 0, out
     sent_md5 = out.split()[0]
     t0 = time.time()
-    rc, out = a.run("nc -w 30 %s 5001 < /tmp/tx" % b.ip, timeout=600)
+    rc, out = a.run("nc -w 30 %s %d < /tmp/tx" % (b.ip, port), timeout=600)
     secs = time.time() - t0
     xen.timing("20 MB TCP guest->guest through xvif", secs)
     def received():
@@ -102,6 +101,20 @@ def test_tcp_transfer_between_guests_is_intact(net):
         d = domid(xen, "xvif")
         xen.sh("xenstore-ls -f /local/domain/%d/data/xvif/vifs" % d)
     assert sent_md5 in out, (sent_md5, out)
+
+
+def test_tcp_transfer_between_guests_is_intact(net):
+    xen, a, b = net
+    faults = a.faults() + b.faults()
+    try:
+        transfer_20mb(xen, a, b, 5001)
+    except AssertionError as e:
+        # Retried once, and only when a guest's user space crashed meanwhile
+        # (an emulator fault, see Guest.faults); the second try must pass.
+        if a.faults() + b.faults() == faults:
+            raise
+        xen.timing("20 MB transfer retried after a guest user-space crash: %s" % str(e)[:200], 0)
+        transfer_20mb(xen, a, b, 5002)
 
 
 def test_counters_published_and_spoofing_dropped(net):
