@@ -183,7 +183,12 @@ pub fn run(p: platform::Platform) -> ! {
         }
         Some(SelfTest::Panic) => panic!("selftest: requested panic"),
         Some(SelfTest::Xen) => match on_xen.map(crate::xenhost::grant_selftest) {
-            Some(Ok(summary)) => info!("selftest xen: {summary}"),
+            Some(Ok(summary)) => {
+                info!("selftest xen: {summary}");
+                let costs = platform::xen::event_path_costs(200);
+                let text: alloc::vec::Vec<String> = costs.iter().map(|(k, v)| alloc::format!("{k}={v}ns")).collect();
+                info!("selftest xen: costs {}", text.join(" "));
+            }
             Some(Err(e)) => error!("selftest xen: FAILED: {e}"),
             None => error!("selftest xen: FAILED: not running on Xen"),
         },
@@ -220,7 +225,7 @@ pub fn run(p: platform::Platform) -> ! {
             cpu::enable_interrupts();
             continue;
         }
-        platform::apic::arm_oneshot(deadline.saturating_sub(time::now_ns()).max(1000));
+        platform::apic::arm_deadline(time::now_ns(), deadline);
         idt::sleep_until_interrupt();
     }
 }

@@ -10,6 +10,7 @@ use crate::platform::{self, exit, xen};
 use crate::timer::{Nanos, Progress, Task};
 use crate::xen::xenstore::{Client, XsError, XsIo};
 use crate::xenbus::Backend;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use log::{info, warn};
 
@@ -28,7 +29,8 @@ pub struct XenHost {
     backend: Option<Backend>,
     net: DataPlane,
     next_publish: Nanos,
-    published: String,
+    /// What was last written under `data/`, by path.
+    published: BTreeMap<String, String>,
 }
 
 /// How often counters and resources are published under `data/xvif`.
@@ -64,7 +66,7 @@ impl XenHost {
             }
         };
         let net = DataPlane::new(cfg, domid, nic.take(), platform::time::now_ns());
-        Ok(Self { io, xs, domid, name, backend, net, next_publish: 0, published: String::new() })
+        Ok(Self { io, xs, domid, name, backend, net, next_publish: 0, published: BTreeMap::new() })
     }
 
     fn on_shutdown(&mut self) -> Result<(), XsError> {
@@ -125,7 +127,13 @@ impl Task for XenHost {
         let fired = xen::poll_events(now);
         let store_kick = xen::take_fired(self.io.port());
         let moved = match self.xs.pump(self.io.mem()) {
-            Ok(m) => m,
+            Ok(m) => {
+                if m {
+                    // Requests queued earlier may have just entered the ring.
+                    self.io.notify();
+                }
+                m
+            }
             Err(e) => {
                 warn!("xenstore: {e}");
                 false
@@ -172,22 +180,33 @@ impl Task for XenHost {
 }
 
 impl XenHost {
-    /// Writes resource counts and per-port counters under `data/xvif` when
-    /// they changed (tests and operators read them with xenstore-read).
+    /// Writes resource counts and per-port and per-vif counters under
+    /// `data/xvif` when they changed, and removes the entries of ports that
+    /// are gone. Nothing here waits for xenstored: a round trip to dom0 can
+    /// take milliseconds, and the vifs' traffic must not wait that long.
     fn publish(&mut self) {
         let res = self.net.resources();
-        if res != self.published {
-            if let Err(e) = self.xs.write(&self.io, 0, "data/xvif-resources", res.as_bytes()) {
-                warn!("xenstore: publishing resources: {e}");
-            }
-            log::debug!("resources: {res}");
-            self.published = res;
-        }
-        let mut entries: alloc::vec::Vec<(String, String)> = self.net.switch().xenstore_entries().collect();
+        log::debug!("resources: {res}");
+        let mut entries: BTreeMap<String, String> = self.net.switch().xenstore_entries().collect();
         entries.extend(self.net.vif_stats());
-        for (path, value) in entries {
-            if let Err(e) = self.xs.write(&self.io, 0, &path, value.as_bytes()) {
+        entries.insert(String::from("data/xvif-resources"), res);
+        for (path, value) in &entries {
+            if self.published.get(path) == Some(value) {
+                continue;
+            }
+            if let Err(e) = self.xs.write_nowait(&self.io, path, value.as_bytes()) {
                 warn!("xenstore: publishing {path}: {e}");
+                // Try again next time.
+                self.published.remove(path);
+                continue;
+            }
+            self.published.insert(path.clone(), value.clone());
+        }
+        let gone: alloc::vec::Vec<String> =
+            self.published.keys().filter(|k| !entries.contains_key(*k)).cloned().collect();
+        for path in gone {
+            if self.xs.rm_nowait(&self.io, &path).is_ok() {
+                self.published.remove(&path);
             }
         }
     }

@@ -173,3 +173,63 @@ fn random_reply_bytes_never_panic() {
         while c.next_event().is_some() {}
     }
 }
+
+#[test]
+fn writes_without_waiting_land_and_their_replies_are_dropped() {
+    let (xs, mut c) = setup();
+    // More than one ring's worth of requests: the rest goes out on later pumps.
+    for i in 0..40 {
+        c.write_nowait(&xs, &format!("data/n/{i}"), format!("value-{i:040}").as_bytes()).unwrap();
+    }
+    assert!(c.unacked() > 0);
+    for _ in 0..100 {
+        if c.unacked() == 0 {
+            break;
+        }
+        xs.serve();
+        c.pump(xvif::xen::xenstore::XsIo::mem(&xs)).unwrap();
+        xs.serve();
+    }
+    assert_eq!(c.unacked(), 0);
+    for i in 0..40 {
+        assert_eq!(xs.get(&format!("/local/domain/5/data/n/{i}")).unwrap(), format!("value-{i:040}").as_bytes());
+    }
+    // A removal without waiting; the next synchronous call still gets its own reply.
+    c.rm_nowait(&xs, "data/n/3").unwrap();
+    assert_eq!(c.read(&xs, 0, "data/n/4").unwrap(), format!("value-{:040}", 4).as_bytes());
+    assert!(c.read(&xs, 0, "data/n/3").unwrap_err().is_enoent());
+    assert_eq!(c.stats.stray_replies, 0);
+    assert_eq!(c.stats.nowait_errors, 0);
+    // An error reply to a request nobody waits for is counted, not queued.
+    c.rm_nowait(&xs, "data/absent/deeper").unwrap();
+    c.read(&xs, 0, "domid").unwrap();
+    assert_eq!(c.stats.nowait_errors, 1);
+    assert_eq!(c.stats.stray_replies, 0);
+}
+
+/// The ring of a xenstore that never answers.
+struct Silent<'a>(&'a FakeXenstore);
+
+impl xvif::xen::xenstore::XsIo for Silent<'_> {
+    fn mem(&self) -> &dyn xvif::hal::SharedMem {
+        xvif::xen::xenstore::XsIo::mem(self.0)
+    }
+    fn notify(&self) {}
+    fn wait(&self) {}
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn requests_in_flight_without_waiting_are_bounded() {
+    let (xs, mut c) = setup();
+    let limit = xvif::xen::xenstore::client::MAX_UNACKED;
+    let silent = Silent(&xs);
+    let mut sent = 0;
+    while c.write_nowait(&silent, "data/x", b"1").is_ok() {
+        sent += 1;
+        assert!(sent <= limit, "no bound");
+    }
+    assert_eq!(sent, limit);
+}

@@ -69,6 +69,9 @@ pub const FIRST_IRQ_VECTOR: u8 = 0x30;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+/// Vectors not delivered through the local APIC (Xen's callback vector):
+/// no EOI, which would only cost a VM exit.
+static NO_EOI: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
 static NEXT_VECTOR: AtomicUsize = AtomicUsize::new(FIRST_IRQ_VECTOR as usize);
 static IRQ_COUNT: AtomicU64 = AtomicU64::new(0);
 static IN_CRASH: AtomicBool = AtomicBool::new(false);
@@ -119,6 +122,14 @@ pub fn set_handler(vector: u8, handler: fn()) {
     }
 }
 
+/// Marks `vector` as not delivered by the local APIC: its handler ends
+/// without an EOI.
+pub fn set_no_eoi(vector: u8, on: bool) {
+    if let Some(f) = NO_EOI.get(usize::from(vector)) {
+        f.store(on, Ordering::Relaxed);
+    }
+}
+
 /// Halts until an interrupt, unless one arrived since the last call (no lost
 /// wake-ups: the flag is checked with interrupts off, then `sti; hlt`).
 pub fn sleep_until_interrupt() {
@@ -154,7 +165,9 @@ extern "C" fn xvif_trap_dispatch(frame: &mut TrapFrame) {
         let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(h) };
         f();
     }
-    apic::eoi();
+    if !NO_EOI.get(vector as usize).is_some_and(|f| f.load(Ordering::Relaxed)) {
+        apic::eoi();
+    }
 }
 
 /// Writes straight to the serial/debug port without taking the log lock

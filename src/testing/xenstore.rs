@@ -161,6 +161,12 @@ impl FakeXenstore {
                 reply(&[b"OK\0"]);
             }
             MsgType::Rm => {
+                // As xenstored: removing a missing node is fine when its
+                // parent exists, ENOENT otherwise.
+                let parent = path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+                if self.get(&path).is_none() && parent != "/" && self.get(parent).is_none() {
+                    return err("ENOENT");
+                }
                 self.remove(&path);
                 reply(&[b"OK\0"]);
             }

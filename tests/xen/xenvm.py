@@ -429,7 +429,8 @@ class XenVM:
             line = "_b %d;%s%s_e %d $?" % (n, cmd, sep, n)
         self.p.sendline(line)
         try:
-            self._expect(r"__XVB%d__\r*\n" % n, timeout)
+            # A guest's "(dN) ..." line can land right after the marker.
+            self._expect(r"__XVB%d__[^\n]*\n" % n, timeout)
             self._expect(r"__XVE%d__ rc=(\d+)" % n, max(1, timeout - (time.time() - start)))
         except XenVMError as e:
             self.ready = False

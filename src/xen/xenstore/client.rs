@@ -24,6 +24,9 @@ pub const RSP_RING: ByteRing = ByteRing { data: 1024, size: RING_SIZE, cons: 205
 pub const MAX_WATCH_EVENTS: usize = 256;
 /// Replies kept for requests nobody is waiting for any more.
 const MAX_STRAY_REPLIES: usize = 16;
+/// Requests sent without waiting (`write_nowait`, `rm_nowait`) whose reply
+/// has not come back yet, at most.
+pub const MAX_UNACKED: usize = 256;
 
 /// What the client needs from its environment.
 pub trait XsIo {
@@ -120,6 +123,8 @@ pub struct XsStats {
     pub events_dropped: u64,
     /// Replies nobody waited for.
     pub stray_replies: u64,
+    /// Error replies to requests sent without waiting.
+    pub nowait_errors: u64,
 }
 
 /// The client state.
@@ -129,6 +134,8 @@ pub struct Client {
     inbuf: Vec<u8>,
     next_req: u32,
     replies: VecDeque<Reply>,
+    /// Ids of requests sent without waiting; their replies are dropped.
+    unacked: alloc::collections::BTreeSet<u32>,
     events: VecDeque<WatchEvent>,
     dead: Option<String>,
     /// Counters.
@@ -231,6 +238,12 @@ impl Client {
                 }
                 continue;
             }
+            if self.unacked.remove(&hdr.req_id) {
+                if hdr.ty == MsgType::Error {
+                    self.stats.nowait_errors += 1;
+                }
+                continue;
+            }
             if self.replies.len() >= MAX_STRAY_REPLIES {
                 self.replies.pop_front();
                 self.stats.stray_replies += 1;
@@ -304,6 +317,37 @@ impl Client {
     pub fn write(&mut self, io: &dyn XsIo, tx: u32, path: &str, value: &[u8]) -> Result<(), XsError> {
         let p = path_arg(path)?;
         Self::expect_ok(self.call(io, MsgType::Write, tx, &[&p, value])?)
+    }
+
+    /// Queues a request whose reply nobody waits for (it is dropped when it
+    /// arrives; an error reply is counted in `stats.nowait_errors`), and
+    /// pushes what fits into the ring. Later `pump` calls push the rest.
+    fn send_nowait(&mut self, io: &dyn XsIo, ty: MsgType, parts: &[&[u8]]) -> Result<(), XsError> {
+        if self.unacked.len() >= MAX_UNACKED {
+            return Err(XsError::BadRequest("too many requests in flight"));
+        }
+        let id = self.send(ty, 0, parts)?;
+        self.unacked.insert(id);
+        if self.pump(io.mem())? {
+            io.notify();
+        }
+        Ok(())
+    }
+
+    /// Writes a value without waiting for the reply: for periodic counters,
+    /// so that the data path never stalls on xenstored.
+    pub fn write_nowait(&mut self, io: &dyn XsIo, path: &str, value: &[u8]) -> Result<(), XsError> {
+        self.send_nowait(io, MsgType::Write, &[&path_arg(path)?, value])
+    }
+
+    /// Removes a node without waiting for the reply.
+    pub fn rm_nowait(&mut self, io: &dyn XsIo, path: &str) -> Result<(), XsError> {
+        self.send_nowait(io, MsgType::Rm, &[&path_arg(path)?])
+    }
+
+    /// Requests sent without waiting that are not answered yet.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
     }
 
     /// Creates a directory node.
