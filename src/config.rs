@@ -61,6 +61,19 @@ pub enum NicMode {
     Poll,
 }
 
+/// The serial console (COM1, or port 0xe9 without a UART) besides Xen's PV
+/// console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// Until the PV console attaches, then the PV console alone: under Xen
+    /// every byte to port 0xe9 is a VM exit (tens of microseconds nested).
+    Auto,
+    /// Always, even with a PV console.
+    On,
+    /// Silent once booted (the PV console, if any, keeps the log).
+    Off,
+}
+
 /// Typed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -74,8 +87,8 @@ pub struct Config {
     pub ip: Option<IpConfig>,
     /// `gw=A.B.C.D`.
     pub gw: Option<[u8; 4]>,
-    /// `console=off` silences the serial console after boot (PV console only).
-    pub quiet: bool,
+    /// `console=auto|on|off`: where the log goes besides Xen's PV console.
+    pub console: ConsoleMode,
     /// `nic=irq|poll`.
     pub nic: NicMode,
     /// `queues=N` (1 to 8): netback queues offered per vif
@@ -91,7 +104,7 @@ impl Default for Config {
             selftest: None,
             ip: None,
             gw: None,
-            quiet: false,
+            console: ConsoleMode::Auto,
             nic: NicMode::Irq,
             queues: 4,
         }
@@ -197,9 +210,10 @@ pub fn parse(cmdline: &str) -> (Config, Vec<ConfigIssue>) {
                 _ => issues.push(bad("1..8")),
             },
             "console" => match value {
-                "off" => cfg.quiet = true,
-                "on" => cfg.quiet = false,
-                _ => issues.push(bad("on|off")),
+                "auto" => cfg.console = ConsoleMode::Auto,
+                "off" => cfg.console = ConsoleMode::Off,
+                "on" => cfg.console = ConsoleMode::On,
+                _ => issues.push(bad("auto|on|off")),
             },
             _ => issues.push(ConfigIssue::UnknownKey(key.to_string())),
         }
@@ -229,7 +243,7 @@ mod tests {
         assert_eq!(c.selftest, Some(SelfTest::Fault));
         assert_eq!(c.ip, Some(IpConfig::Static(Ipv4Cidr { addr: [10, 0, 2, 15], prefix: 24 })));
         assert_eq!(c.gw, Some([10, 0, 2, 2]));
-        assert!(c.quiet);
+        assert_eq!(c.console, ConsoleMode::Off);
         assert_eq!(c.nic, NicMode::Poll);
         assert_eq!(parse("nic=bogus").1.len(), 1);
         assert_eq!(parse("ip=dhcp").0.ip, Some(IpConfig::Dhcp));

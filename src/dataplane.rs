@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::drivers::port::{Port, PortStats};
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
-use crate::netback::{Features, QueueRings, Vif, VifConfig};
+use crate::netback::{Features, QueueRings, TxStaging, Vif, VifConfig};
 use crate::platform::bufpool::{FrameBuf, FramePool};
 use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, MappedGrant, XenGrantOps};
@@ -160,6 +160,9 @@ struct NicPort {
     port: PortId,
 }
 
+/// TX staging buffers shared by all vifs (64 KiB each).
+const TX_STAGING: usize = 16;
+
 /// Frames taken from the NIC per poll at most, so vifs are not starved.
 const NIC_BUDGET: usize = 128;
 
@@ -217,6 +220,8 @@ pub struct DataPlane {
     /// When the management stack next needs a poll.
     mgmt_at: Option<u64>,
     nic: Option<NicPort>,
+    /// Taken from the pool when the first vif connects, kept after.
+    staging: Option<TxStaging<FrameBuf>>,
 }
 
 impl DataPlane {
@@ -271,6 +276,7 @@ impl DataPlane {
             mgmt_port,
             mgmt_at: None,
             nic,
+            staging: None,
         }
     }
 
@@ -279,7 +285,7 @@ impl DataPlane {
     pub fn poll(&mut self, now: u64) -> bool {
         let gnt = XenGrantOps;
         let mut busy = false;
-        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, .. } = self;
+        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, .. } = self;
         if let Some(n) = nic.as_mut() {
             let fired = n.dev.irq.as_ref().is_some_and(IrqFlag::take);
             busy |= n.dev.nic.service(now);
@@ -298,8 +304,9 @@ impl DataPlane {
                 irq.unmask();
             }
         }
-        let ids: Vec<VifId> = slots.keys().copied().collect();
+        let ids: Vec<VifId> = if staging.is_some() { slots.keys().copied().collect() } else { Vec::new() };
         for id in ids {
+            let Some(staging) = staging.as_ref() else { break };
             let Some(mut slot) = slots.remove(&id) else { continue };
             for (q, qs) in slot.queues.iter_mut().enumerate() {
                 let kicked = xen::take_fired(qs.tx_evt) | xen::take_fired(qs.rx_evt);
@@ -308,7 +315,7 @@ impl DataPlane {
                 }
                 let ingress = slot.port;
                 let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
-                let o = slot.vif.poll_tx(q, &gnt, &mut |frame, meta| {
+                let o = slot.vif.poll_tx(q, &gnt, staging, &mut |frame, meta| {
                     let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
                 if o.notify {
@@ -430,10 +437,19 @@ impl VifHost for DataPlane {
             multicast_control: fe.multicast_control,
         };
         let mut cfg = VifConfig::new(id.frontend, mac, features);
-        // The same buffers per vif whatever the queue count: each is 64 KiB.
+        // The same RX buffers per vif whatever the queue count: each is 64 KiB.
         let n = queues.len().max(1);
-        cfg.tx_batch = (16 / n).max(4);
+        cfg.tx_batch = TX_STAGING;
         cfg.rx_queue_len = (32 / n).max(8);
+        if self.staging.is_none() {
+            match TxStaging::new(&mut self.pool, TX_STAGING) {
+                Ok(s) => self.staging = Some(s),
+                Err(e) => {
+                    queues.into_iter().for_each(QueueSlot::close);
+                    return Err(format!("tx staging buffers: {e:?}"));
+                }
+            }
+        }
         let rings = queues
             .iter()
             .map(|q| {

@@ -134,11 +134,12 @@ pub fn run(p: platform::Platform) -> ! {
     // The NIC first: under Xen it becomes a port of the vifs' switch.
     let mut nic = crate::net::probe(p.acpi.as_ref(), &cfg);
     let mut on_xen: Option<u16> = None;
+    let mut pv_console = false;
     match &p.xen {
         None => {}
         Some(Err(e)) => warn!("xen: platform init failed: {e}"),
         Some(Ok(info)) => {
-            let pv_console = platform::xen::attach_console(info);
+            pv_console = platform::xen::attach_console(info);
             info!(
                 "xen: Xen {}.{}, upcall vector {:#x}, {} grant entries, PV console {}",
                 info.version.0,
@@ -202,7 +203,11 @@ pub fn run(p: platform::Platform) -> ! {
         (ready_ns / 1_000) % 1_000,
         time::since_reset_ns() / 1_000_000
     );
-    logger::set_quiet(cfg.quiet);
+    logger::set_quiet(match cfg.console {
+        config::ConsoleMode::On => false,
+        config::ConsoleMode::Off => true,
+        config::ConsoleMode::Auto => pv_console,
+    });
     if cfg.poweroff == PowerOff::Ready {
         info!("poweroff=ready: powering off");
         exit::poweroff(exit::Status::Success);

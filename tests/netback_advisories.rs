@@ -266,7 +266,7 @@ fn xsa424_no_lock_is_held_across_delivery_or_drop_paths() {
     b.fe.post_rx(10);
     let (hv, vif_b) = (b.hv.clone(), &mut b.vif);
     let mut forwarded = 0;
-    let out = a.vif.poll_tx(0, &a.hv, &mut |f: &[u8], m| {
+    let out = a.vif.poll_tx(0, &a.hv, &a.staging, &mut |f: &[u8], m| {
         if vif_b.enqueue_rx(f, m) {
             forwarded += 1;
         }

@@ -130,7 +130,7 @@ fn simulate(len: usize) -> SimResult {
         let mut delivered = 0;
         let now = t0.elapsed().as_nanos() as u64;
         loop {
-            let out = a.vif.poll_tx(0, &a.hv, &mut |f: &[u8], m: netback::FrameMeta| {
+            let out = a.vif.poll_tx(0, &a.hv, &a.staging, &mut |f: &[u8], m: netback::FrameMeta| {
                 let mut eg = ToVif { port: pb, vif: &mut b.vif };
                 assert!(m.gso.is_none(), "no GSO in this benchmark");
                 let _ = sw.forward(pa, f, &FrameMeta::from(m), now, &mut eg);

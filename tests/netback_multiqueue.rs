@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::collections::BTreeMap;
-use xvif::netback::{FrameMeta, MAX_QUEUES, QueueRings, Vif, VifConfig, VifError};
+use xvif::netback::{FrameMeta, MAX_QUEUES, QueueRings, TxStaging, Vif, VifConfig, VifError};
 use xvif::netif::{ExtraInfo, ExtraKind, RspStatus};
 use xvif::testing::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use xvif::testing::netback_rig::{BACKEND, BUF_CAP, all_features, frame};
@@ -19,6 +19,7 @@ struct MultiRig {
     fes: Vec<MockFrontend>,
     vif: Vif<FakeBuf>,
     pool: FakeBufPool,
+    staging: TxStaging<FakeBuf>,
 }
 
 impl MultiRig {
@@ -26,15 +27,17 @@ impl MultiRig {
         let hv = FakeHv::new(BACKEND);
         let fes: Vec<MockFrontend> = (0..n).map(|_| MockFrontend::new(&hv, GUEST)).collect();
         let cfg = VifConfig::new(GUEST, MAC, all_features());
-        let mut pool = FakeBufPool::new(&hv, cfg.buffers_needed() * n, BUF_CAP, 2);
+        let mut pool = FakeBufPool::new(&hv, cfg.buffers_needed() * n + 4, BUF_CAP, 2);
+        // Fewer staging buffers than tx_batch: a poll flushes every 4.
+        let staging = TxStaging::new(&mut pool, 4).unwrap();
         let rings: Vec<QueueRings> = fes.iter().map(|f| (f.tx_ring(), f.rx_ring())).collect();
         let vif = Vif::with_queues(cfg, rings, &mut pool).unwrap();
-        Self { hv, fes, vif, pool }
+        Self { hv, fes, vif, pool, staging }
     }
 
     fn poll_tx(&mut self, q: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
-        self.vif.poll_tx(q, &self.hv, &mut |f: &[u8], _m: FrameMeta| got.push(f.to_vec()));
+        self.vif.poll_tx(q, &self.hv, &self.staging, &mut |f: &[u8], _m: FrameMeta| got.push(f.to_vec()));
         got
     }
 }
@@ -81,9 +84,28 @@ fn every_queue_carries_guest_traffic_with_its_own_notifications() {
     }
     assert_eq!(r.vif.stats().from_guest.packets, 3);
     // A queue that does not exist does nothing.
-    let out = r.vif.poll_tx(3, &r.hv, &mut |_: &[u8], _| panic!("no queue 3"));
+    let out = r.vif.poll_tx(3, &r.hv, &r.staging, &mut |_: &[u8], _| panic!("no queue 3"));
     assert!(!out.progress);
     assert!(!r.vif.poll_rx(17, &r.hv).progress);
+}
+
+#[test]
+fn one_staging_set_serves_every_queue_in_batches() {
+    let mut r = MultiRig::new(2);
+    // 10 packets on each queue through 4 shared staging buffers.
+    for q in 0..2 {
+        for i in 0..10u8 {
+            r.fes[q].send(&frame(200 + usize::from(i), i + 16 * q as u8), &TxOpts::default());
+        }
+    }
+    for q in 0..2 {
+        let got = r.poll_tx(q);
+        let want: Vec<Vec<u8>> = (0..10u8).map(|i| frame(200 + usize::from(i), i + 16 * q as u8)).collect();
+        assert_eq!(got, want, "queue {q}");
+        assert!(r.fes[q].tx_responses().iter().all(|x| x.status == RspStatus::Okay));
+    }
+    assert_eq!(r.staging.len(), 4);
+    assert_eq!(r.pool.available(), 0);
 }
 
 #[test]
@@ -157,6 +179,8 @@ fn a_fatal_error_on_one_queue_disables_the_whole_vif_and_release_returns_everyth
     let rings = r.vif.release(&mut r.pool);
     assert_eq!(rings.len(), 2);
     assert_eq!(r.pool.available(), VifConfig::new(GUEST, MAC, all_features()).buffers_needed() * 2);
+    r.staging.release(&mut r.pool);
+    assert_eq!(r.pool.available(), VifConfig::new(GUEST, MAC, all_features()).buffers_needed() * 2 + 4);
 }
 
 #[test]

@@ -27,4 +27,4 @@ pub mod vif;
 pub use buf::{BufPool, LocalFrame, PacketBuf};
 pub use error::{NetbackError, RxDrop, TxDrop};
 pub use meta::{FrameMeta, Gso, GsoKind};
-pub use vif::{Features, MAX_QUEUES, PollOutcome, QueueRings, Vif, VifConfig, VifError, VifStats};
+pub use vif::{Features, MAX_QUEUES, PollOutcome, QueueRings, TxStaging, Vif, VifConfig, VifError, VifStats};

@@ -114,45 +114,46 @@ pub(crate) struct TxEnv<'a> {
     pub stats: &'a mut VifStats,
 }
 
-/// TX ring state, staging buffers and per-poll scratch (allocated once).
-pub(crate) struct TxPath<B> {
+/// TX ring state and per-poll scratch (allocated once). The staging
+/// buffers are lent by the caller for each poll: every packet staged is
+/// delivered before `poll` returns, so one set serves all vifs.
+pub(crate) struct TxPath {
     pub ring: BackRing,
-    bufs: Vec<B>,
     staged: Vec<Staged>,
     rsps: Vec<(u16, RspStatus)>,
+    /// Capacity of the staging buffers of the current poll.
+    cap: usize,
     pub copier: Copier,
 }
 
-impl<B: PacketBuf> TxPath<B> {
-    pub fn new(ring: BackRing, bufs: Vec<B>) -> Self {
-        let n = bufs.len();
+impl TxPath {
+    pub fn new(ring: BackRing) -> Self {
         Self {
             ring,
-            bufs,
-            staged: Vec::with_capacity(n),
+            staged: Vec::new(),
             rsps: Vec::with_capacity(super::ring::RING_SIZE as usize),
+            cap: 0,
             copier: Copier::new(),
         }
     }
 
-    pub fn into_bufs(self) -> Vec<B> {
-        self.bufs
-    }
-
     fn capacity(&self) -> usize {
-        self.bufs.first().map_or(0, |b| b.capacity())
+        self.cap
     }
 
-    /// Processes up to `budget` packets. Returns the outcome and the fatal
-    /// error that stopped it, if any (packets before it are completed).
-    pub fn poll(
+    /// Processes up to `budget` packets, staging at most `bufs.len()` at a
+    /// time. Returns the outcome and the fatal error that stopped it, if any
+    /// (packets before it are completed).
+    pub fn poll<B: PacketBuf>(
         &mut self,
         mem: &dyn SharedMem,
         gnt: &dyn GrantOps,
         env: &mut TxEnv<'_>,
         budget: usize,
+        bufs: &[B],
         deliver: &mut dyn FnMut(&[u8], FrameMeta),
     ) -> (PollOutcome, Option<NetbackError>) {
+        self.cap = bufs.first().map_or(0, |b| b.capacity());
         let mut out = PollOutcome::default();
         let mut fatal = None;
         let mut packets = 0;
@@ -179,12 +180,12 @@ impl<B: PacketBuf> TxPath<B> {
             self.ring.consume(pkt.slots);
             packets += 1;
             out.progress = true;
-            self.handle(&pkt, env);
-            if self.staged.len() >= self.bufs.len() {
-                self.complete(mem, gnt, env.stats, deliver);
+            self.handle(&pkt, env, bufs);
+            if self.staged.len() >= bufs.len() {
+                self.complete(mem, gnt, env.stats, bufs, deliver);
             }
         }
-        self.complete(mem, gnt, env.stats, deliver);
+        self.complete(mem, gnt, env.stats, bufs, deliver);
         out.notify = self.ring.push_responses(mem);
         if fatal.is_none() && !out.more {
             match self.ring.final_check(mem) {
@@ -295,7 +296,7 @@ impl<B: PacketBuf> TxPath<B> {
     }
 
     /// Records the packet's responses (in ring order) and queues its copies.
-    fn handle(&mut self, p: &Packet, env: &mut TxEnv<'_>) {
+    fn handle<B: PacketBuf>(&mut self, p: &Packet, env: &mut TxEnv<'_>, bufs: &[B]) {
         let rsp_start = self.rsps.len();
         let mut first_status = RspStatus::Okay;
         let mut data_status = RspStatus::Okay;
@@ -335,7 +336,7 @@ impl<B: PacketBuf> TxPath<B> {
             return;
         }
         let idx = self.staged.len();
-        let Some(buf) = self.bufs.get(idx) else {
+        let Some(buf) = bufs.get(idx) else {
             // Unreachable: `poll` completes the batch when all buffers are staged.
             return;
         };
@@ -358,11 +359,12 @@ impl<B: PacketBuf> TxPath<B> {
 
     /// Issues the queued copies, delivers the packets that arrived intact,
     /// and writes every recorded response into the ring (not yet published).
-    fn complete(
+    fn complete<B: PacketBuf>(
         &mut self,
         mem: &dyn SharedMem,
         gnt: &dyn GrantOps,
         stats: &mut VifStats,
+        bufs: &[B],
         deliver: &mut dyn FnMut(&[u8], FrameMeta),
     ) {
         let staged = &mut self.staged;
@@ -371,7 +373,7 @@ impl<B: PacketBuf> TxPath<B> {
                 s.failed.get_or_insert(e);
             }
         });
-        for (s, buf) in self.staged.iter().zip(self.bufs.iter()) {
+        for (s, buf) in self.staged.iter().zip(bufs.iter()) {
             match s.failed {
                 Some(e) => {
                     for r in self.rsps.get_mut(s.rsp_start..s.rsp_end).unwrap_or(&mut []) {

@@ -59,7 +59,8 @@ pub struct VifConfig {
     pub mac: [u8; 6],
     /// Negotiated features.
     pub features: Features,
-    /// TX packets gathered per grant-copy flush (staging buffers).
+    /// TX packets gathered per grant-copy flush (at most the staging
+    /// buffers lent to `poll_tx`).
     pub tx_batch: usize,
     /// TX packets per `poll_tx`, so one vif cannot starve the others.
     pub tx_budget: usize,
@@ -75,9 +76,10 @@ impl VifConfig {
         Self { frontend, mac, features, tx_batch: 32, tx_budget: 64, rx_queue_len: 64, rx_budget: 64 }
     }
 
-    /// Buffers `Vif::new` takes from the pool, per queue.
+    /// Buffers `Vif::new` takes from the pool, per queue (the RX queue's;
+    /// TX staging buffers are lent to `poll_tx` and shared by all vifs).
     pub fn buffers_needed(&self) -> usize {
-        self.tx_batch + self.rx_queue_len
+        self.rx_queue_len
     }
 }
 
@@ -142,11 +144,67 @@ pub struct PollOutcome {
     pub more: bool,
 }
 
+/// Takes `n` buffers from `pool`, all big enough for the largest Ethernet
+/// frame plus a VLAN tag; on failure nothing is kept.
+fn take_buffers<B: PacketBuf, P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Vec<B>, VifError> {
+    let mut got: Vec<B> = Vec::with_capacity(n);
+    while got.len() < n {
+        match pool.alloc() {
+            Some(b) => got.push(b),
+            None => {
+                let have = got.len();
+                got.into_iter().for_each(|b| pool.free(b));
+                return Err(VifError::NoBuffers { needed: n, got: have });
+            }
+        }
+    }
+    let cap = got.first().map_or(0, |b| b.capacity());
+    if got.iter().any(|b| b.capacity() < crate::drivers::port::MAX_FRAME + 4) {
+        got.into_iter().for_each(|b| pool.free(b));
+        return Err(VifError::BufferTooSmall(cap));
+    }
+    Ok(got)
+}
+
+/// TX staging buffers, lent to `Vif::poll_tx`: a poll copies the guest's
+/// packets into them and delivers every one before it returns, so one set
+/// serves every vif and queue of a single-threaded data plane (instead of a
+/// set per vif: 1 MiB each with 64 KiB buffers).
+#[derive(Debug)]
+pub struct TxStaging<B: PacketBuf> {
+    bufs: Vec<B>,
+}
+
+impl<B: PacketBuf> TxStaging<B> {
+    /// `n` buffers from `pool` (checked as the vif's own).
+    pub fn new<P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Self, VifError> {
+        if n == 0 || n > usize::from(u16::MAX) {
+            return Err(VifError::BadConfig);
+        }
+        Ok(Self { bufs: take_buffers(pool, n)? })
+    }
+
+    /// Gives the buffers back.
+    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) {
+        self.bufs.into_iter().for_each(|b| pool.free(b));
+    }
+
+    /// Buffers held.
+    pub fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+}
+
 /// One queue: a TX and an RX ring with their paths.
 struct Queue<B: PacketBuf> {
     tx_mem: Box<dyn SharedMem>,
     rx_mem: Box<dyn SharedMem>,
-    tx: TxPath<B>,
+    tx: TxPath,
     rx: RxPath<B>,
 }
 
@@ -207,29 +265,12 @@ impl<B: PacketBuf> Vif<B> {
             return Err(VifError::TooManyBuffers(cfg.rx_queue_len.max(cfg.tx_batch)));
         }
         let per_queue = cfg.buffers_needed();
-        let needed = per_queue * rings.len();
-        let mut got: Vec<B> = Vec::with_capacity(needed);
-        while got.len() < needed {
-            match pool.alloc() {
-                Some(b) => got.push(b),
-                None => {
-                    let n = got.len();
-                    got.into_iter().for_each(|b| pool.free(b));
-                    return Err(VifError::NoBuffers { needed, got: n });
-                }
-            }
-        }
-        let cap = got.first().map_or(0, |b| b.capacity());
-        if got.iter().any(|b| b.capacity() < crate::drivers::port::MAX_FRAME + 4) {
-            got.into_iter().for_each(|b| pool.free(b));
-            return Err(VifError::BufferTooSmall(cap));
-        }
+        let mut got = take_buffers(pool, per_queue * rings.len())?;
         let mut queues = Vec::with_capacity(rings.len());
         for (tx_mem, rx_mem) in rings {
             let rest = got.split_off(per_queue);
-            let mut mine = core::mem::replace(&mut got, rest);
-            let rx_bufs = mine.split_off(cfg.tx_batch);
-            let tx = TxPath::new(BackRing::attach(&*tx_mem, TX_ENTRY_SIZE), mine);
+            let rx_bufs = core::mem::replace(&mut got, rest);
+            let tx = TxPath::new(BackRing::attach(&*tx_mem, TX_ENTRY_SIZE));
             let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs);
             queues.push(Queue { tx_mem, rx_mem, tx, rx });
         }
@@ -242,7 +283,7 @@ impl<B: PacketBuf> Vif<B> {
         self.queues
             .into_iter()
             .map(|q| {
-                q.tx.into_bufs().into_iter().chain(q.rx.into_bufs()).for_each(|b| pool.free(b));
+                q.rx.into_bufs().into_iter().for_each(|b| pool.free(b));
                 (q.tx_mem, q.rx_mem)
             })
             .collect()
@@ -276,12 +317,21 @@ impl<B: PacketBuf> Vif<B> {
         PortStats { rx: self.stats.from_guest, tx: self.stats.to_guest, ..PortStats::default() }
     }
 
-    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring and calls
-    /// `deliver(frame, meta)` for each good one (the slice is valid only
-    /// during the call). Answers every request consumed. A queue that does
-    /// not exist does nothing.
-    pub fn poll_tx(&mut self, q: usize, gnt: &dyn GrantOps, deliver: &mut dyn FnMut(&[u8], FrameMeta)) -> PollOutcome {
-        if self.disabled.is_some() {
+    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring into the
+    /// `staging` buffers (at most `tx_batch` of them per grant-copy batch;
+    /// see `TxStaging`) and calls `deliver(frame, meta)` for each good one
+    /// (the slice is valid only during the call). Answers every request
+    /// consumed. A queue that does not exist, or no staging buffer, does
+    /// nothing.
+    pub fn poll_tx(
+        &mut self,
+        q: usize,
+        gnt: &dyn GrantOps,
+        staging: &TxStaging<B>,
+        deliver: &mut dyn FnMut(&[u8], FrameMeta),
+    ) -> PollOutcome {
+        let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
+        if self.disabled.is_some() || bufs.is_empty() {
             return PollOutcome::default();
         }
         let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
@@ -292,7 +342,7 @@ impl<B: PacketBuf> Vif<B> {
             mcast: &mut self.mcast,
             stats: &mut self.stats,
         };
-        let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, deliver);
+        let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, bufs, deliver);
         if !out.progress {
             self.stats.tx_idle_polls += 1;
         }

@@ -4,7 +4,7 @@
 
 use super::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use super::netfront::MockFrontend;
-use crate::netback::{Features, FrameMeta, PollOutcome, Vif, VifConfig};
+use crate::netback::{Features, FrameMeta, PollOutcome, TxStaging, Vif, VifConfig};
 use crate::xen::DomId;
 use alloc::vec::Vec;
 
@@ -36,6 +36,8 @@ pub struct Rig {
     pub vif: Vif<FakeBuf>,
     /// Where the vif's buffers came from.
     pub pool: FakeBufPool,
+    /// TX staging buffers lent to `poll_tx` (`cfg.tx_batch` of them).
+    pub staging: TxStaging<FakeBuf>,
     /// Frames delivered by `poll_tx`.
     pub got: Vec<(Vec<u8>, FrameMeta)>,
 }
@@ -53,18 +55,22 @@ impl Rig {
         tweak(&mut cfg);
         // Data starts 2 bytes into the first frame, like NET_IP_ALIGN, so
         // copies must be split at the buffer's page boundaries.
-        let mut pool = FakeBufPool::new(hv, cfg.buffers_needed(), BUF_CAP, 2);
+        let mut pool = FakeBufPool::new(hv, cfg.buffers_needed() + cfg.tx_batch, BUF_CAP, 2);
+        let staging = match TxStaging::new(&mut pool, cfg.tx_batch) {
+            Ok(s) => s,
+            Err(e) => panic!("staging: {e:?}"),
+        };
         let vif = match Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), &mut pool) {
             Ok(v) => v,
             Err(e) => panic!("vif: {e:?}"),
         };
-        Self { hv: hv.clone(), fe, vif, pool, got: Vec::new() }
+        Self { hv: hv.clone(), fe, vif, pool, staging, got: Vec::new() }
     }
 
     /// Polls TX once, collecting delivered frames.
     pub fn poll_tx(&mut self) -> PollOutcome {
         let got = &mut self.got;
-        self.vif.poll_tx(0, &self.hv, &mut |f: &[u8], m: FrameMeta| got.push((f.to_vec(), m)))
+        self.vif.poll_tx(0, &self.hv, &self.staging, &mut |f: &[u8], m: FrameMeta| got.push((f.to_vec(), m)))
     }
 
     /// Polls RX once.

@@ -15,7 +15,7 @@ XVIF_IP = "10.0.1.1"
 def resources(xen):
     d = domid(xen, "xvif")
     rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif-resources" % d, quiet=True)
-    return dict(kv.split("=", 1) for kv in last_line(out).split())
+    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv)
 
 
 def backend_dir(xen, guest_domid):
