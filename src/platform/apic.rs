@@ -109,7 +109,10 @@ pub fn arm_oneshot(ns: u64) {
 /// taken after the check.
 pub fn arm_deadline(now: u64, deadline: u64) {
     let armed = ARMED_UNTIL.load(Ordering::Relaxed);
-    if armed != 0 && armed <= deadline {
+    // Only a timer still due in the future counts as pending: one whose
+    // time has passed without its interrupt is re-armed, so a lost timer
+    // interrupt cannot leave the loop without wake-ups.
+    if armed > now && armed <= deadline {
         return;
     }
     arm_oneshot(deadline.saturating_sub(now).max(1000));

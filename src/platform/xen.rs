@@ -172,16 +172,16 @@ pub fn init(base: u32) -> Result<XenInfo, XenError> {
     *LIMITER.lock() = Some(RateLimiter::new(evtchn::LimitConfig::default()));
 
     let vector = idt::alloc_vector(xen_upcall).ok_or(XenError::NoSpace)?;
-    // One vCPU: the domain-wide callback vector (HVM_PARAM_CALLBACK_IRQ,
-    // type 2) is injected while upcall_pending is set, bypassing the local
-    // APIC, so it needs no EOI -- an EOI is a VM exit, dear under nested
-    // emulation (see `event_path_costs`). The per-vCPU upcall vector,
-    // which must be EOIed, is the fallback.
-    if hvm_set_param(abi::param::CALLBACK_IRQ, (2u64 << 56) | u64::from(vector)).is_ok() {
+    // The per-vCPU upcall vector, delivered through the local APIC (EOI'd
+    // like any other). The domain-wide callback vector would save that EOI,
+    // but with it a nested run here triple-faulted while an interrupt was
+    // being delivered; keep to the path Linux PVH uses.
+    let mut up = abi::UpcallVector { vcpu: 0, vector, pad: [0; 3] };
+    if hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up).is_err() {
+        // Older Xen: the domain-wide vector callback (HVM_PARAM_CALLBACK_IRQ,
+        // type 2 = vector), which Xen injects without the local APIC.
+        hvm_set_param(abi::param::CALLBACK_IRQ, (2u64 << 56) | u64::from(vector))?;
         idt::set_no_eoi(vector, true);
-    } else {
-        let mut up = abi::UpcallVector { vcpu: 0, vector, pad: [0; 3] };
-        hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up)?;
     }
 
     let store = (hvm_get_param(abi::param::STORE_PFN)?, EvtchnPort(hvm_get_param(abi::param::STORE_EVTCHN)? as u32));
@@ -471,8 +471,11 @@ pub fn fill_own_page(gpa: u64, byte: u8) {
     }
 }
 
-/// Waits for an interrupt, at most about one millisecond.
+/// Waits for an interrupt, at most about one millisecond. The timer is
+/// armed with interrupts off, as in the idle loop: nothing is delivered on
+/// the instruction after the (emulated, VM-exiting) LAPIC write.
 pub fn wait_briefly() {
+    cpu::disable_interrupts();
     super::apic::arm_oneshot(1_000_000);
     idt::sleep_until_interrupt();
 }
