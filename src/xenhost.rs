@@ -185,11 +185,14 @@ impl XenHost {
     /// are gone. Nothing here waits for xenstored: a round trip to dom0 can
     /// take milliseconds, and the vifs' traffic must not wait that long.
     fn publish(&mut self) {
+        const RESOURCES: &str = "data/xvif-resources";
         let res = self.net.resources();
-        log::debug!("resources: {res}");
+        if self.published.get(RESOURCES) != Some(&res) {
+            log::debug!("resources: {res}");
+        }
         let mut entries: BTreeMap<String, String> = self.net.switch().xenstore_entries().collect();
         entries.extend(self.net.vif_stats());
-        entries.insert(String::from("data/xvif-resources"), res);
+        entries.insert(String::from(RESOURCES), res);
         for (path, value) in &entries {
             if self.published.get(path) == Some(value) {
                 continue;
