@@ -1,6 +1,6 @@
 //! IDT, trap dispatch and the crash report.
 
-use super::{apic, cpu, exit, gdt, serial};
+use super::{apic, cpu, exit, gdt};
 use crate::crash;
 use core::arch::global_asm;
 use core::fmt::{self, Write};
@@ -170,13 +170,13 @@ extern "C" fn xvif_trap_dispatch(frame: &mut TrapFrame) {
     }
 }
 
-/// Writes straight to the serial/debug port without taking the log lock
-/// (the crash may have happened while it was held).
+/// Writes straight to the serial/debug port and the PV console without
+/// taking the log lock (the crash may have happened while it was held).
 pub struct RawConsole;
 
 impl Write for RawConsole {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        serial::write_bytes(s.as_bytes());
+        super::logger::write_crash(s.as_bytes());
         Ok(())
     }
 }

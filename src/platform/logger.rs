@@ -13,6 +13,9 @@ static LOGGER: Logger = Logger;
 static LOCK: Mutex<()> = Mutex::new(());
 static QUIET: AtomicBool = AtomicBool::new(false);
 static EXTRA: spin::Once<fn(&[u8])> = spin::Once::new();
+/// Where a crash report goes besides the early console: a sink that takes no
+/// lock (the crash may have interrupted its holder).
+static CRASH_SINK: spin::Once<fn(&[u8])> = spin::Once::new();
 /// Everything logged before a second sink exists, replayed into it when it
 /// attaches (so `xl console` shows the whole boot).
 const EARLY_SIZE: usize = 8192;
@@ -71,6 +74,21 @@ pub fn init(level: LevelFilter) {
 /// Silences the serial console (the extra sink keeps logging).
 pub fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
+}
+
+/// Adds a lock-free sink for crash reports (Xen's PV console), so a crash is
+/// seen on `xl console` and in the console log, not only on COM1/port 0xe9.
+pub fn set_crash_sink(f: fn(&[u8])) {
+    CRASH_SINK.call_once(|| f);
+}
+
+/// Writes crash-report bytes to the early console, even when it is quiet,
+/// and to the crash sink. Takes no lock.
+pub fn write_crash(bytes: &[u8]) {
+    serial::write_bytes(bytes);
+    if let Some(f) = CRASH_SINK.get() {
+        f(bytes);
+    }
 }
 
 /// Adds a second sink for log lines and replays the early log into it.

@@ -140,3 +140,31 @@ def test_destroy_then_restart(xen, xvif):
     assert m and int(m.group(1)) == domid(xen), text
     xen.sh("xl destroy xvif", timeout=60, check=True)
     assert domid(xen) is None
+
+
+@pytest.mark.parametrize("kind,headline", [
+    ("fault", r"!!! xvif CRASH: page fault \(#PF\) \(vector 14\)"),
+    ("stack", r"!!! xvif CRASH: double fault \(#DF\) \(vector 8\)"),
+    ("panic", r"!!! xvif PANIC: panicked at[\s\S]*selftest: requested panic"),
+])
+def test_crash_is_reported_on_the_pv_console(xen, kind, headline):
+    """A crash is never silent: the report reaches the PV console (what
+    `xl console xvif` shows) with its backtrace, and Xen sees a crash
+    (on_crash="preserve" keeps the domain, state 'c')."""
+    if domid(xen) is not None:
+        xen.sh("xl destroy xvif", timeout=60)
+    off = console_size(xen)
+    xl_create(xen, "/guests/xvif.cfg 'extra=\"selftest=%s\"'" % kind, "xvif")
+    text = wait_console(xen, off, r"xvif: stopped after (crash|panic)", timeout=90)
+    assert re.search(headline, text), text
+    assert "backtrace (frame pointers):" in text, text
+    # Crashed, not powered off: state 'c' in xl list.
+    deadline = time.time() + 30
+    while True:
+        rc, out = xen.sh("xl list xvif", quiet=True)
+        f = out.strip().splitlines()[-1].split()
+        if rc == 0 and f[0] == "xvif" and "c" in f[4]:
+            break
+        assert time.time() < deadline, "xvif not in the crashed state: %s" % out
+        time.sleep(1)
+    xen.sh("xl destroy xvif", timeout=60, check=True)
