@@ -24,7 +24,7 @@ build:
 # The real demo: Xen 4.17 + Linux dom0 nested in QEMU (TCG), xvif as the PVH
 # network driver domain, a Linux PV guest served by it; leaves you at dom0's shell.
 run: build xen-deps
-	python3 tests/xen/demo.py
+	XVIF_ELF=$(CURDIR)/$(ELF) python3 tests/xen/demo.py
 
 # xvif alone in QEMU (TCG) with an e1000 on user-mode networking, no Xen.
 # Type `status` or `poweroff` at the console; Ctrl-A X quits QEMU.

@@ -22,6 +22,16 @@ done
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 apt_updated=0
 apt_update() { [ $apt_updated = 1 ] || { $SUDO apt-get update -q >/dev/null; apt_updated=1; }; }
+# apt-get install without recommends (a headless test machine needs no GUI,
+# audio or Vulkan stack), then names every package it added.
+apt_install() {
+    local before after added
+    before=$(dpkg-query -W -f '${Package}\n' 2>/dev/null | sort)
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    after=$(dpkg-query -W -f '${Package}\n' 2>/dev/null | sort)
+    added=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
+    say "  added $(echo "$added" | wc -w) packages: ${added}"
+}
 
 # bookworm's QEMU 7.2 crashes the nested Xen dom0; QEMU 10 comes from
 # bookworm-backports. The suite is derived from the machine's own apt sources
@@ -60,14 +70,14 @@ if [ "$(qemu_major || true)" = "" ] || [ "$(qemu_major)" -lt 10 ]; then
     apt_update
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
     say "installing qemu-system-x86 from ${codename}-backports (apt)"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q -t "${codename}-backports" qemu-system-x86 >/dev/null
+    apt_install -t "${codename}-backports" qemu-system-x86
     say "now: $(qemu-system-x86_64 --version | head -1)"
 fi
 for tool in readelf:binutils ip:iproute2 cpio:cpio ping:iputils-ping dnsmasq:dnsmasq-base; do
     if ! command -v "${tool%%:*}" >/dev/null; then
         apt_update
         say "installing ${tool#*:} (apt)"
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${tool#*:}" >/dev/null
+        apt_install "${tool#*:}"
     fi
 done
 for mod in pytest pexpect; do

@@ -225,6 +225,19 @@ else
   echo "XVIF-DOMU-NOETH0 (no netfront device after 120 s)"
 fi
 ip addr
+# Hot-plugged netfront devices (xl network-attach after a detach) come up
+# with the same address: a device with no IPv4 address gets $IP.
+if [ -n "$IP" ]; then
+  ( while true; do
+      for d in /sys/class/net/eth*; do
+        [ -e "$d" ] || continue; d=${d##*/}
+        if ! ip -4 addr show dev "$d" | grep -q inet; then
+          ip addr add "$IP" dev "$d" && ip link set "$d" up && echo "XVIF-DOMU-HOTPLUG $d ip=$IP"
+        fi
+      done
+      sleep 1
+    done ) &
+fi
 if [ -n "$PING" ]; then
   ( for i in $(seq 1 300); do
       if ping -c1 -W1 "$PING" >/dev/null 2>&1; then echo "PING-OK $PING after $i tries"; ping -c3 "$PING"; break; fi
@@ -339,7 +352,8 @@ cat >>"$R/init" <<'EOF'
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
-mkdir -p /run/xen /run/xenstored /var/lib/xen /var/log/xen/console
+# /var/lock: xenconsole (`xl console`) takes its lock file there
+mkdir -p /run/xen /run/xenstored /var/lib/xen /var/log/xen/console /var/lock
 t0=$(cut -d' ' -f1 /proc/uptime)
 for m in xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback bridge xen-pciback; do
   modprobe $m || echo "dom0-init: modprobe $m failed"

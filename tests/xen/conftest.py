@@ -1,6 +1,7 @@
 """pytest glue for the Xen-in-QEMU tests: one Xen boot per session, and the
 Xen / dom0 / guest console tails attached to every failing test's report."""
 import os
+import re
 import sys
 
 import pytest
@@ -9,6 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from xenvm import XenVM, repo_file  # noqa: E402
+from guests import crash_lines, scan_logs  # noqa: E402
 
 XEN_CONFIG = repo_file("xen-config")
 
@@ -41,6 +43,37 @@ def xen():
             vm.print_diagnostics("XVIF_XEN_DIAG=1", force=True)
     finally:
         vm.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_crashes(request):
+    """After each module of Xen tests: zero user-space crashes in dom0 and
+    the guests, zero xl crashes, zero failed domain builds, zero triple
+    faults. Anything found fails the module loudly with the lines."""
+    if "xen" not in request.fixturenames:
+        yield
+        return
+    vm = request.getfixturevalue("xen")
+    start = vm.serial_size()
+    yield
+    found = list(vm.crashes)
+    vm.crashes.clear()
+    found += ["serial: " + l for l in crash_lines(vm.serial_since(start))]
+    if vm.ready and vm.alive():
+        found += scan_logs(vm, ["/var/log/xen/console/*.log", "/var/log/xen/xl-*.log"])
+    def key(line):     # the same crash seen in two places counts once
+        return re.sub(r"^(serial: |\S+\.log:)", "", line).strip()
+    seen = getattr(vm, "crashes_reported", set())
+    vm.crashes_reported = seen
+    new = {}
+    for line in found:
+        if key(line) not in seen and key(line) not in new:
+            new[key(line)] = line
+    seen.update(new)
+    new = list(new.values())
+    if new:
+        pytest.fail("%d crash line(s) during %s (zero are allowed):\n  %s" % (
+            len(new), request.module.__name__, "\n  ".join(new[:40])), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

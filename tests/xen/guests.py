@@ -30,14 +30,54 @@ def wait_until(what, fn, timeout=120, interval=1.0):
         time.sleep(interval)
 
 
+def xl_log_tail(xen, name, lines=8):
+    """The last lines of xl's own log for domain `name` (where libxl says why
+    a build failed)."""
+    rc, out = xen.sh("tail -n %d /var/log/xen/xl-%s.log 2>/dev/null" % (lines, name), quiet=True)
+    return out.strip()
+
+
 def xl_create(xen, args, name, timeout=300):
+    """`xl create ARGS` for domain `name`; any failure (including xl itself
+    crashing after the domain was built) fails at once with xl's output and
+    its log."""
     rc, out = xen.sh("xl create " + args, timeout=timeout)
-    # xl 4.17 under the nested emulator sometimes dies at exit (a libxl
-    # mutex assertion, or a segfault in libgcc_s) after building the domain:
-    # judge by the domain itself.
-    if rc != 0 and domid(xen, name) is None:
-        raise AssertionError("xl create failed (rc=%d): %s" % (rc, out[-2000:]))
+    if rc != 0:
+        raise AssertionError("xl create %s failed (rc=%d):\n%s\n--- xl-%s.log:\n%s" % (
+            name, rc, out.strip()[-2000:], name, xl_log_tail(xen, name)))
     return out
+
+
+# Crashes that must never happen in a run: user-space crashes in dom0 or a
+# guest (kernel lines and glibc/busybox messages), xl dying, a domain that
+# could not be built, a triple fault. The patterns do not match the grep
+# command lines that search for them (those are echoed on the console too).
+CRASH_RX = re.compile(
+    r"segfault at [0-9a-f]+ ip|general protection fault ip:|traps: \S+\[\d+\] |"
+    r"(?<!')\bAborted\b(?!')|malloc\(\): [a-z]|free\(\): [a-z]|corrupted (?:size|double-linked|top size)|"
+    r"died due to fatal signal|Segmentation fault|unable to XZ decompress|Triple fault")
+CRASH_GREP = ("-e 'segfault at [0-9a-f]* ip' -e 'general protection fault ip:' -e 'Abort[e]d' "
+              "-e 'malloc(): [a-z]' -e 'free(): [a-z]' -e 'died due to fatal [s]ignal' -e 'Segmentation [f]ault' "
+              "-e 'unable to XZ [d]ecompress' -e 'Triple [f]ault'")
+
+
+def crash_lines(text):
+    return [l.strip() for l in text.replace("\r", "").split("\n") if CRASH_RX.search(l)]
+
+
+def scan_logs(xen, paths):
+    """Crash lines in dom0 files (guest consoles, xl logs), as 'file: line'."""
+    rc, out = xen.sh("grep -a -H %s %s 2>/dev/null; true" % (CRASH_GREP, " ".join(paths)), quiet=True)
+    return [l.strip() for l in out.splitlines() if CRASH_RX.search(l)]
+
+
+def record_console_crashes(xen, name):
+    """Keeps the crash lines of a guest's console and xl logs, which are
+    about to be emptied (the guest is created again), for the end-of-module
+    check."""
+    found = scan_logs(xen, ["/var/log/xen/console/guest-%s.log" % name, "/var/log/xen/xl-%s.log" % name])
+    if found:
+        xen.crashes.extend(found)
 
 
 class Guest:
@@ -56,25 +96,31 @@ class Guest:
         return domid(self.xen, self.name)
 
     def create(self):
-        self.xen.sh("rm -f %s" % self.console, quiet=True)
+        record_console_crashes(self.xen, self.name)
+        self.xen.sh("rm -f %s; : > /var/log/xen/xl-%s.log" % (self.console, self.name), quiet=True)
         nfq = " nfqueues=%d" % self.queues if self.queues else ""
         xl_create(self.xen, "/guests/guest-linux-pv.cfg 'name=\"%s\"' 'extra=\"console=hvc0 rdinit=/init ip=%s/24%s\"' "
                             "'vif=[\"backend=%s,mac=%s\"]'" % (self.name, self.ip, nfq, self.backend, self.mac), self.name)
         self.wait_up()
 
     def wait_up(self, timeout=240):
-        wait_until("%s's agent and eth0" % self.name, lambda: self.grep("XVIF-AGENT-UP") and self.grep("XVIF-DOMU-UP"),
-                   timeout=timeout, interval=2)
+        def up():
+            if self.domid is None:
+                raise AssertionError("%s is gone before it came up; xl-%s.log:\n%s" % (
+                    self.name, self.name, xl_log_tail(self.xen, self.name)))
+            return self.grep("XVIF-AGENT-UP") and self.grep("XVIF-DOMU-UP")
+        wait_until("%s's agent and eth0" % self.name, up, timeout=timeout, interval=2)
 
-    FAULTS = "-e 'segfault at' -e 'general protection' -e Aborted"
+    def ensure(self):
+        """Creates the guest again if it is gone (a test before destroyed it
+        or failed half-way), so each test starts from a running guest."""
+        if self.domid is None:
+            self.create()
+        return self
 
     def faults(self):
-        """User-space crashes (segfault / GP fault / abort) on the guest's
-        console. Nested Xen PV under QEMU TCG corrupts the memory of a guest
-        receiving heavy traffic now and then, whichever driver domain serves
-        it (seen with xvif and with Linux netback alike)."""
-        rc, out = self.xen.sh("grep -c %s %s 2>/dev/null" % (self.FAULTS, self.console), quiet=True)
-        return int(last_line(out)) if last_line(out).isdigit() else 0
+        """Crash lines on this guest's console so far."""
+        return scan_logs(self.xen, [self.console])
 
     def grep(self, pattern):
         rc, out = self.xen.sh("grep -c %s %s 2>/dev/null" % (shlex.quote(pattern), self.console), quiet=True)
