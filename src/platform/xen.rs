@@ -8,7 +8,7 @@ use crate::xen::evtchn::{self, RateLimiter};
 use crate::xen::{DomId, EvtchnPort, XenError};
 use core::arch::asm;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
 
 static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
@@ -325,11 +325,38 @@ impl XenPage {
     fn ptr(&self, off: usize, len: usize) -> Option<usize> {
         (off.checked_add(len)? <= 4096).then_some(self.addr as usize + off)
     }
+
+    /// The u32 at `off` as an atomic, when `off` is 4-aligned and inside the
+    /// page (the page itself is 4 KiB-aligned, so the address is aligned too).
+    fn word(&self, off: usize) -> Option<&AtomicU32> {
+        let p = self.ptr(off, 4).filter(|_| off.is_multiple_of(4))?;
+        // SAFETY: `p` is 4-aligned and the four bytes lie inside this
+        // identity-mapped page, which stays mapped while the XenPage is in
+        // use (ring pages live as long as their connection). The peer writes
+        // ring indices with aligned 32-bit stores, so an atomic view gives
+        // one whole value per access; no Rust reference to the plain bytes
+        // exists anywhere.
+        Some(unsafe { AtomicU32::from_ptr(p as *mut u32) })
+    }
 }
 
 impl SharedMem for XenPage {
     fn size(&self) -> usize {
         4096
+    }
+
+    /// One aligned 32-bit load (acquire: entries read after it are at least
+    /// as new as the index). Misaligned or out-of-range `off` reads 0.
+    fn read_u32(&self, off: usize) -> u32 {
+        self.word(off).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// One aligned 32-bit store (release: entries written before it are
+    /// visible first). Misaligned or out-of-range `off` is dropped.
+    fn write_u32(&self, off: usize, v: u32) {
+        if let Some(w) = self.word(off) {
+            w.store(v, Ordering::Release);
+        }
     }
 
     fn read_bytes(&self, off: usize, buf: &mut [u8]) {

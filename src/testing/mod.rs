@@ -5,4 +5,5 @@
 pub mod fake_hv;
 pub mod netback_rig;
 pub mod netfront;
+pub mod tearing;
 pub mod xenstore;
