@@ -11,19 +11,25 @@ pub trait Clock {
 /// A page shared with another domain (a ring page): every access is a
 /// volatile copy, never a reference, because the peer can change the bytes at
 /// any time. Out-of-range accesses read zeroes and drop writes.
+///
+/// Ring indices (`req_prod`, `rsp_prod`, the xenstore and console indices)
+/// go through `read_u32`/`write_u32`, never through the byte copies: the peer
+/// moves an index while we read it, and an index assembled from separate
+/// byte reads can mix old and new bytes (0x1FE moving to 0x201 read as
+/// 0x2FE), just as a byte-wise store shows the peer values we never wrote.
+/// There is deliberately no default built from `read_bytes`.
 pub trait SharedMem {
     /// Size in bytes.
     fn size(&self) -> usize;
-    /// Reads a little-endian u32 at `off`.
-    fn read_u32(&self, off: usize) -> u32 {
-        let mut b = [0u8; 4];
-        self.read_bytes(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-    /// Writes a little-endian u32 at `off`.
-    fn write_u32(&self, off: usize, v: u32) {
-        self.write_bytes(off, &v.to_le_bytes());
-    }
+    /// Reads the little-endian u32 at `off` as ONE access: the value is one
+    /// the peer actually stored, never a mix of two. `off` must be 4-aligned
+    /// and inside the page; otherwise the read returns 0 (like any
+    /// out-of-range access) and nothing is touched.
+    fn read_u32(&self, off: usize) -> u32;
+    /// Writes the little-endian u32 at `off` as ONE access: the peer sees the
+    /// old or the new value, nothing in between. A misaligned or out-of-range
+    /// `off` drops the write.
+    fn write_u32(&self, off: usize, v: u32);
     /// Copies bytes out of the page.
     fn read_bytes(&self, off: usize, buf: &mut [u8]);
     /// Copies bytes into the page.
@@ -50,9 +56,33 @@ impl HeapPage {
     }
 }
 
+/// The byte range of the u32 at `off`, when `off` is 4-aligned (the
+/// `SharedMem::read_u32` contract; range checks are the caller's).
+fn word(off: usize) -> Option<core::ops::Range<usize>> {
+    if !off.is_multiple_of(4) {
+        return None;
+    }
+    Some(off..off.checked_add(4)?)
+}
+
 impl SharedMem for HeapPage {
     fn size(&self) -> usize {
         self.bytes.lock().len()
+    }
+
+    fn read_u32(&self, off: usize) -> u32 {
+        let g = self.bytes.lock();
+        match word(off).and_then(|r| g.get(r)) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0,
+        }
+    }
+
+    fn write_u32(&self, off: usize, v: u32) {
+        let mut g = self.bytes.lock();
+        if let Some(dst) = word(off).and_then(|r| g.get_mut(r)) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
     }
 
     fn read_bytes(&self, off: usize, buf: &mut [u8]) {
@@ -228,4 +258,30 @@ pub trait Hal {
     fn now_ns(&self) -> u64;
     /// Busy-waits about `us` microseconds.
     fn delay_us(&self, us: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_page_words_are_aligned_and_bounded() {
+        let p = HeapPage::new(16);
+        p.write_u32(4, 0x0403_0201);
+        assert_eq!(p.read_u32(4), 0x0403_0201);
+        let mut b = [0u8; 4];
+        p.read_bytes(4, &mut b);
+        assert_eq!(b, [1, 2, 3, 4], "little-endian");
+        // Misaligned or out of range: reads 0, writes are dropped.
+        assert_eq!(p.read_u32(5), 0);
+        p.write_u32(6, u32::MAX);
+        assert_eq!(p.read_u32(4), 0x0403_0201);
+        assert_eq!(p.read_u32(16), 0);
+        p.write_u32(16, 1);
+        assert_eq!(p.read_u32(usize::MAX - 3), 0);
+        p.write_u32(usize::MAX - 3, 1);
+        let mut all = [0u8; 16];
+        p.read_bytes(0, &mut all);
+        assert_eq!(all, [0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
 }

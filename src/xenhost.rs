@@ -175,7 +175,9 @@ impl Task for XenHost {
         let removal = self.backend.as_ref().is_some_and(Backend::removal_pending);
         let soon = if removal { now + crate::xenbus::backend::REMOVE_GRACE_NS / 4 } else { Nanos::MAX };
         let net = self.net.next_deadline(now).unwrap_or(Nanos::MAX);
-        Some(self.next_publish.max(now).min(soon).min(net))
+        // A port the storm limiter masked is unmasked only by a poll.
+        let unmask = xen::next_unmask().map_or(Nanos::MAX, |t| t.max(now));
+        Some(self.next_publish.max(now).min(soon).min(net).min(unmask))
     }
 }
 

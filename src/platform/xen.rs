@@ -4,7 +4,8 @@
 use super::{cpu, frames, idt, time};
 use crate::hal::{GrantOps, SharedMem};
 use crate::xen::abi::{self, hcall, shared_info as si};
-use crate::xen::evtchn::{self, RateLimiter};
+use crate::xen::events::{EventChannels, EventWords};
+use crate::xen::evtchn;
 use crate::xen::{DomId, EvtchnPort, XenError};
 use core::arch::asm;
 use core::ptr;
@@ -15,9 +16,8 @@ static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
 static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static EVENTS_PENDING: AtomicBool = AtomicBool::new(false);
-/// Ports that fired and were not yet consumed (2-level: 4096 ports).
-static FIRED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
-static LIMITER: Mutex<Option<RateLimiter>> = Mutex::new(None);
+/// The main loop's event-channel dispatcher (storm limiter, fired ports).
+static EVENTS: Mutex<Option<EventChannels>> = Mutex::new(None);
 
 /// What `init` found.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ pub fn init(base: u32) -> Result<XenInfo, XenError> {
     if let Some(m) = si_u8(si::UPCALL_MASK) {
         m.store(0, Ordering::SeqCst);
     }
-    *LIMITER.lock() = Some(RateLimiter::new(evtchn::LimitConfig::default()));
+    *EVENTS.lock() = Some(EventChannels::new(evtchn::LimitConfig::default()));
 
     let vector = idt::alloc_vector(xen_upcall).ok_or(XenError::NoSpace)?;
     // The per-vCPU upcall vector, delivered through the local APIC (EOI'd
@@ -217,88 +217,112 @@ pub fn evtchn_send(port: EvtchnPort) -> Result<(), XenError> {
     evtchn_op(abi::evtchnop::SEND, &mut abi::EvtchnPortArg { port: port.0 })
 }
 
-/// Closes `port`.
+/// Closes `port`, first lifting any mask the storm limiter set on it (the
+/// number goes to the next bind).
 pub fn evtchn_close(port: EvtchnPort) -> Result<(), XenError> {
-    if let Some(l) = LIMITER.lock().as_mut() {
-        l.forget(port);
+    if let Some(e) = EVENTS.lock().as_mut() {
+        e.closed(&SharedInfoEvents, port);
     }
     evtchn_op(abi::evtchnop::CLOSE, &mut abi::EvtchnPortArg { port: port.0 })
+}
+
+/// A freshly bound or allocated port starts unmasked and not fired.
+fn evtchn_bound(port: EvtchnPort) -> EvtchnPort {
+    if let Some(e) = EVENTS.lock().as_mut() {
+        e.bound(&SharedInfoEvents, port);
+    }
+    port
 }
 
 /// Allocates a port that `remote` may bind to.
 pub fn evtchn_alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
     let mut a = abi::EvtchnAllocUnbound { dom: DomId::SELF.0, remote_dom: remote.0, port: 0 };
     evtchn_op(abi::evtchnop::ALLOC_UNBOUND, &mut a)?;
-    Ok(EvtchnPort(a.port))
+    Ok(evtchn_bound(EvtchnPort(a.port)))
 }
 
 /// Binds to `remote`'s `remote_port`.
 pub fn evtchn_bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
     let mut a = abi::EvtchnBindInterdomain { remote_dom: remote.0, pad: 0, remote_port: remote_port.0, local_port: 0 };
     evtchn_op(abi::evtchnop::BIND_INTERDOMAIN, &mut a)?;
-    Ok(EvtchnPort(a.local_port))
+    Ok(evtchn_bound(EvtchnPort(a.local_port)))
 }
 
-fn evtchn_unmask(port: EvtchnPort) {
+fn evtchn_unmask_hypercall(port: EvtchnPort) {
     let _ = evtchn_op(abi::evtchnop::UNMASK, &mut abi::EvtchnPortArg { port: port.0 });
 }
 
-/// Moves pending ports from shared_info into our fired set (rate-limited per
+/// vCPU 0's selector and the event-channel bitmaps in `shared_info`.
+struct SharedInfoEvents;
+
+impl SharedInfoEvents {
+    fn word(base: usize, i: usize) -> Option<&'static AtomicU64> {
+        (i < crate::xen::events::WORDS).then(|| si_u64(base + i * 8)).flatten()
+    }
+
+    fn bit(base: usize, port: EvtchnPort) -> Option<(&'static AtomicU64, u64)> {
+        Some((Self::word(base, port.0 as usize / 64)?, 1u64 << (port.0 % 64)))
+    }
+}
+
+impl EventWords for SharedInfoEvents {
+    fn selector(&self) -> u64 {
+        si_u64(si::PENDING_SEL).map_or(0, |s| s.load(Ordering::Acquire))
+    }
+    fn take_selector(&self) -> u64 {
+        si_u64(si::PENDING_SEL).map_or(0, |s| s.swap(0, Ordering::AcqRel))
+    }
+    fn pending(&self, i: usize) -> u64 {
+        Self::word(si::EVTCHN_PENDING, i).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+    fn mask(&self, i: usize) -> u64 {
+        Self::word(si::EVTCHN_MASK, i).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+    fn clear_pending(&self, port: EvtchnPort) {
+        if let Some((w, bit)) = Self::bit(si::EVTCHN_PENDING, port) {
+            w.fetch_and(!bit, Ordering::SeqCst);
+        }
+    }
+    fn set_mask(&self, port: EvtchnPort) {
+        if let Some((w, bit)) = Self::bit(si::EVTCHN_MASK, port) {
+            w.fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+    /// As Linux's evtchn_2l_unmask for an HVM guest: clear the mask, and
+    /// when an event is pending, re-mask and let EVTCHNOP_unmask clear it,
+    /// because only an unmask that finds the bit set makes Xen raise the
+    /// selector and an upcall for the pending event.
+    fn unmask(&self, port: EvtchnPort) {
+        let Some((mask, bit)) = Self::bit(si::EVTCHN_MASK, port) else { return };
+        mask.fetch_and(!bit, Ordering::SeqCst);
+        let pending = Self::bit(si::EVTCHN_PENDING, port).is_some_and(|(w, b)| w.load(Ordering::SeqCst) & b != 0);
+        if pending {
+            mask.fetch_or(bit, Ordering::SeqCst);
+            evtchn_unmask_hypercall(port);
+        }
+    }
+}
+
+/// Moves pending ports from shared_info into the fired set (rate-limited per
 /// port); returns true when any port fired. Runs in the main loop.
 pub fn poll_events(now: u64) -> bool {
-    if let Some(l) = LIMITER.lock().as_mut() {
-        l.due_unmask(now, |p| {
-            if let Some(m) = si_u64(si::EVTCHN_MASK + (p.0 as usize / 64) * 8) {
-                m.fetch_and(!(1u64 << (p.0 % 64)), Ordering::SeqCst);
-            }
-            evtchn_unmask(p);
-        });
-    }
-    if !EVENTS_PENDING.swap(false, Ordering::AcqRel)
-        && si_u64(si::PENDING_SEL).is_none_or(|s| s.load(Ordering::Acquire) == 0)
-    {
-        return false;
-    }
-    let Some(sel_word) = si_u64(si::PENDING_SEL) else { return false };
-    let sel = sel_word.swap(0, Ordering::AcqRel);
-    let word = |base: usize, i: usize| si_u64(base + i * 8).map_or(0, |w| w.load(Ordering::Acquire));
-    let mut any = false;
-    let mut limiter = LIMITER.lock();
-    evtchn::scan(
-        sel,
-        |i| word(si::EVTCHN_PENDING, i),
-        |i| word(si::EVTCHN_MASK, i),
-        |port| {
-            let (w, bit) = (port.0 as usize / 64, 1u64 << (port.0 % 64));
-            let allowed = limiter.as_mut().is_none_or(|l| l.allow(port, now));
-            if !allowed {
-                // Leave it pending, mask it; the limiter unmasks it later.
-                if let Some(m) = si_u64(si::EVTCHN_MASK + w * 8) {
-                    m.fetch_or(bit, Ordering::SeqCst);
-                }
-                return;
-            }
-            if let Some(p) = si_u64(si::EVTCHN_PENDING + w * 8) {
-                p.fetch_and(!bit, Ordering::SeqCst);
-            }
-            if let Some(f) = FIRED.get(w) {
-                f.fetch_or(bit, Ordering::Release);
-            }
-            any = true;
-        },
-    );
-    any
+    let kicked = EVENTS_PENDING.swap(false, Ordering::AcqRel);
+    EVENTS.lock().as_mut().is_some_and(|e| e.poll(&SharedInfoEvents, now, kicked))
 }
 
 /// Consumes a fired notification on `port`.
 pub fn take_fired(port: EvtchnPort) -> bool {
-    let (w, bit) = (port.0 as usize / 64, 1u64 << (port.0 % 64));
-    FIRED.get(w).is_some_and(|f| f.fetch_and(!bit, Ordering::AcqRel) & bit != 0)
+    EVENTS.lock().as_mut().is_some_and(|e| e.take_fired(port))
 }
 
 /// Times `port` was throttled by the storm limiter.
 pub fn throttled(port: EvtchnPort) -> u64 {
-    LIMITER.lock().as_ref().map_or(0, |l| l.throttled(port))
+    EVENTS.lock().as_ref().map_or(0, |e| e.throttled(port))
+}
+
+/// When the storm limiter next unmasks a throttled port.
+pub fn next_unmask() -> Option<u64> {
+    EVENTS.lock().as_ref().and_then(EventChannels::next_unmask)
 }
 
 // ---- shared pages ----
@@ -325,11 +349,38 @@ impl XenPage {
     fn ptr(&self, off: usize, len: usize) -> Option<usize> {
         (off.checked_add(len)? <= 4096).then_some(self.addr as usize + off)
     }
+
+    /// The u32 at `off` as an atomic, when `off` is 4-aligned and inside the
+    /// page (the page itself is 4 KiB-aligned, so the address is aligned too).
+    fn word(&self, off: usize) -> Option<&AtomicU32> {
+        let p = self.ptr(off, 4).filter(|_| off.is_multiple_of(4))?;
+        // SAFETY: `p` is 4-aligned and the four bytes lie inside this
+        // identity-mapped page, which stays mapped while the XenPage is in
+        // use (ring pages live as long as their connection). The peer writes
+        // ring indices with aligned 32-bit stores, so an atomic view gives
+        // one whole value per access; no Rust reference to the plain bytes
+        // exists anywhere.
+        Some(unsafe { AtomicU32::from_ptr(p as *mut u32) })
+    }
 }
 
 impl SharedMem for XenPage {
     fn size(&self) -> usize {
         4096
+    }
+
+    /// One aligned 32-bit load (acquire: entries read after it are at least
+    /// as new as the index). Misaligned or out-of-range `off` reads 0.
+    fn read_u32(&self, off: usize) -> u32 {
+        self.word(off).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// One aligned 32-bit store (release: entries written before it are
+    /// visible first). Misaligned or out-of-range `off` is dropped.
+    fn write_u32(&self, off: usize, v: u32) {
+        if let Some(w) = self.word(off) {
+            w.store(v, Ordering::Release);
+        }
     }
 
     fn read_bytes(&self, off: usize, buf: &mut [u8]) {

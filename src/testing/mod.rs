@@ -2,7 +2,9 @@
 //! plain memory so the real protocol code runs unchanged.
 #![forbid(unsafe_code)]
 
+pub mod fake_evtchn;
 pub mod fake_hv;
 pub mod netback_rig;
 pub mod netfront;
+pub mod tearing;
 pub mod xenstore;

@@ -4,8 +4,10 @@
 
 use super::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use super::netfront::MockFrontend;
+use crate::hal::SharedMem;
 use crate::netback::{Features, FrameMeta, PollOutcome, TxStaging, Vif, VifConfig};
 use crate::xen::DomId;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 /// Our (the backend's) domain id in rigs.
@@ -50,6 +52,18 @@ impl Rig {
 
     /// A rig for guest `dom` on `hv`, with features and a config tweak.
     pub fn on(hv: &FakeHv, dom: u16, features: Features, tweak: impl FnOnce(&mut VifConfig)) -> Self {
+        Self::on_rings(hv, dom, features, tweak, |fe| (fe.tx_ring(), fe.rx_ring()))
+    }
+
+    /// As `on`, with the vif mapping the rings `rings` makes from the
+    /// frontend's pages (a wrapper that races or watches the backend).
+    pub fn on_rings(
+        hv: &FakeHv,
+        dom: u16,
+        features: Features,
+        tweak: impl FnOnce(&mut VifConfig),
+        rings: impl FnOnce(&MockFrontend) -> (Box<dyn SharedMem>, Box<dyn SharedMem>),
+    ) -> Self {
         let fe = MockFrontend::new(hv, DomId(dom));
         let mut cfg = VifConfig::new(DomId(dom), [0x00, 0x16, 0x3e, 0, 0, dom as u8], features);
         tweak(&mut cfg);
@@ -60,7 +74,8 @@ impl Rig {
             Ok(s) => s,
             Err(e) => panic!("staging: {e:?}"),
         };
-        let vif = match Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), &mut pool) {
+        let (tx, rx) = rings(&fe);
+        let vif = match Vif::new(cfg, tx, rx, &mut pool) {
             Ok(v) => v,
             Err(e) => panic!("vif: {e:?}"),
         };

@@ -106,6 +106,11 @@ impl RateLimiter {
         }
     }
 
+    /// The earliest end of a penalty (when `due_unmask` will next unmask).
+    pub fn next_unmask(&self) -> Option<u64> {
+        self.ports.values().filter_map(|b| b.masked_until).min()
+    }
+
     /// Times `port` was throttled.
     pub fn throttled(&self, port: EvtchnPort) -> u64 {
         self.ports.get(&port.0).map_or(0, |b| b.throttled)

@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod evtchn;
 pub mod grant;
 pub mod ring;
