@@ -4,13 +4,23 @@
 use super::{cpu, frames, idt, time};
 use crate::hal::{GrantOps, SharedMem};
 use crate::xen::abi::{self, hcall, shared_info as si};
-use crate::xen::events::{EventChannels, EventWords};
+use crate::xen::events::EventChannels;
 use crate::xen::evtchn;
 use crate::xen::{DomId, EvtchnPort, XenError};
 use core::arch::asm;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
+
+mod console;
+mod events;
+mod foreign;
+pub use console::{attach_console, console_dropped};
+pub use events::{
+    evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_close, evtchn_send, next_unmask, poll_events, take_fired,
+    throttled,
+};
+pub use foreign::{MappedGrant, bind_counted, close_counted, map_grant, resources, unmap_grant};
 
 static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
 static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
@@ -206,124 +216,7 @@ pub fn shutdown(reason: u32) {
     let _ = hcall_ptr(hcall::SCHED_OP, abi::sched::SHUTDOWN, &mut r);
 }
 
-// ---- event channels ----
-
-fn evtchn_op<T>(cmd: u64, arg: &mut T) -> Result<(), XenError> {
-    hcall_ptr(hcall::EVENT_CHANNEL_OP, cmd, arg).map(|_| ())
-}
-
-/// Notifies the peer of `port`.
-pub fn evtchn_send(port: EvtchnPort) -> Result<(), XenError> {
-    evtchn_op(abi::evtchnop::SEND, &mut abi::EvtchnPortArg { port: port.0 })
-}
-
-/// Closes `port`, first lifting any mask the storm limiter set on it (the
-/// number goes to the next bind).
-pub fn evtchn_close(port: EvtchnPort) -> Result<(), XenError> {
-    if let Some(e) = EVENTS.lock().as_mut() {
-        e.closed(&SharedInfoEvents, port);
-    }
-    evtchn_op(abi::evtchnop::CLOSE, &mut abi::EvtchnPortArg { port: port.0 })
-}
-
-/// A freshly bound or allocated port starts unmasked and not fired.
-fn evtchn_bound(port: EvtchnPort) -> EvtchnPort {
-    if let Some(e) = EVENTS.lock().as_mut() {
-        e.bound(&SharedInfoEvents, port);
-    }
-    port
-}
-
-/// Allocates a port that `remote` may bind to.
-pub fn evtchn_alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
-    let mut a = abi::EvtchnAllocUnbound { dom: DomId::SELF.0, remote_dom: remote.0, port: 0 };
-    evtchn_op(abi::evtchnop::ALLOC_UNBOUND, &mut a)?;
-    Ok(evtchn_bound(EvtchnPort(a.port)))
-}
-
-/// Binds to `remote`'s `remote_port`.
-pub fn evtchn_bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
-    let mut a = abi::EvtchnBindInterdomain { remote_dom: remote.0, pad: 0, remote_port: remote_port.0, local_port: 0 };
-    evtchn_op(abi::evtchnop::BIND_INTERDOMAIN, &mut a)?;
-    Ok(evtchn_bound(EvtchnPort(a.local_port)))
-}
-
-fn evtchn_unmask_hypercall(port: EvtchnPort) {
-    let _ = evtchn_op(abi::evtchnop::UNMASK, &mut abi::EvtchnPortArg { port: port.0 });
-}
-
-/// vCPU 0's selector and the event-channel bitmaps in `shared_info`.
-struct SharedInfoEvents;
-
-impl SharedInfoEvents {
-    fn word(base: usize, i: usize) -> Option<&'static AtomicU64> {
-        (i < crate::xen::events::WORDS).then(|| si_u64(base + i * 8)).flatten()
-    }
-
-    fn bit(base: usize, port: EvtchnPort) -> Option<(&'static AtomicU64, u64)> {
-        Some((Self::word(base, port.0 as usize / 64)?, 1u64 << (port.0 % 64)))
-    }
-}
-
-impl EventWords for SharedInfoEvents {
-    fn selector(&self) -> u64 {
-        si_u64(si::PENDING_SEL).map_or(0, |s| s.load(Ordering::Acquire))
-    }
-    fn take_selector(&self) -> u64 {
-        si_u64(si::PENDING_SEL).map_or(0, |s| s.swap(0, Ordering::AcqRel))
-    }
-    fn pending(&self, i: usize) -> u64 {
-        Self::word(si::EVTCHN_PENDING, i).map_or(0, |w| w.load(Ordering::Acquire))
-    }
-    fn mask(&self, i: usize) -> u64 {
-        Self::word(si::EVTCHN_MASK, i).map_or(0, |w| w.load(Ordering::Acquire))
-    }
-    fn clear_pending(&self, port: EvtchnPort) {
-        if let Some((w, bit)) = Self::bit(si::EVTCHN_PENDING, port) {
-            w.fetch_and(!bit, Ordering::SeqCst);
-        }
-    }
-    fn set_mask(&self, port: EvtchnPort) {
-        if let Some((w, bit)) = Self::bit(si::EVTCHN_MASK, port) {
-            w.fetch_or(bit, Ordering::SeqCst);
-        }
-    }
-    /// As Linux's evtchn_2l_unmask for an HVM guest: clear the mask, and
-    /// when an event is pending, re-mask and let EVTCHNOP_unmask clear it,
-    /// because only an unmask that finds the bit set makes Xen raise the
-    /// selector and an upcall for the pending event.
-    fn unmask(&self, port: EvtchnPort) {
-        let Some((mask, bit)) = Self::bit(si::EVTCHN_MASK, port) else { return };
-        mask.fetch_and(!bit, Ordering::SeqCst);
-        let pending = Self::bit(si::EVTCHN_PENDING, port).is_some_and(|(w, b)| w.load(Ordering::SeqCst) & b != 0);
-        if pending {
-            mask.fetch_or(bit, Ordering::SeqCst);
-            evtchn_unmask_hypercall(port);
-        }
-    }
-}
-
-/// Moves pending ports from shared_info into the fired set (rate-limited per
-/// port); returns true when any port fired. Runs in the main loop.
-pub fn poll_events(now: u64) -> bool {
-    let kicked = EVENTS_PENDING.swap(false, Ordering::AcqRel);
-    EVENTS.lock().as_mut().is_some_and(|e| e.poll(&SharedInfoEvents, now, kicked))
-}
-
-/// Consumes a fired notification on `port`.
-pub fn take_fired(port: EvtchnPort) -> bool {
-    EVENTS.lock().as_mut().is_some_and(|e| e.take_fired(port))
-}
-
-/// Times `port` was throttled by the storm limiter.
-pub fn throttled(port: EvtchnPort) -> u64 {
-    EVENTS.lock().as_ref().map_or(0, |e| e.throttled(port))
-}
-
-/// When the storm limiter next unmasks a throttled port.
-pub fn next_unmask() -> Option<u64> {
-    EVENTS.lock().as_ref().and_then(EventChannels::next_unmask)
-}
+// ---- event channels: see xen/evtchn.rs; the PV console: xen/console.rs ----
 
 // ---- shared pages ----
 
@@ -568,175 +461,6 @@ impl crate::xen::xenstore::XsIo for StoreIo {
     fn now_ns(&self) -> u64 {
         time::now_ns()
     }
-}
-
-static CONSOLE: Mutex<Option<(XenPage, EvtchnPort)>> = Mutex::new(None);
-static CONSOLE_DROPPED: AtomicU64 = AtomicU64::new(0);
-/// The console page and port again, readable without the lock by the crash
-/// path (0: no console).
-static CONSOLE_RAW: AtomicU64 = AtomicU64::new(0);
-static CONSOLE_RAW_PORT: AtomicU32 = AtomicU32::new(0);
-/// How long a log write waits for xenconsoled to drain a full ring.
-const LOG_STALL_NS: u64 = 2_000_000;
-/// How long a crash report waits: it is the last thing the domain says.
-const CRASH_STALL_NS: u64 = 200_000_000;
-
-/// Sends log output to the PV console too (`xl console`).
-pub fn attach_console(info: &XenInfo) -> bool {
-    let Some((pfn, port)) = info.console else { return false };
-    let Some(page) = XenPage::from_special_pfn(pfn) else { return false };
-    *CONSOLE.lock() = Some((page, port));
-    CONSOLE_RAW_PORT.store(port.0, Ordering::Relaxed);
-    CONSOLE_RAW.store(page.addr, Ordering::Release);
-    super::logger::set_extra_sink(console_write);
-    super::logger::set_crash_sink(console_write_crash);
-    true
-}
-
-/// Writes all of `data` to the console ring, kicking xenconsoled and waiting
-/// (bounded: `stall_ns` without progress) when the ring is full.
-fn console_put(page: &XenPage, port: EvtchnPort, data: &[u8], stall_ns: u64) {
-    let mut rest = data;
-    let mut stalled_since = None;
-    while !rest.is_empty() {
-        let n = crate::xen::console::OUT.write(page, rest).unwrap_or(0);
-        rest = rest.get(n..).unwrap_or(&[]);
-        if rest.is_empty() {
-            break;
-        }
-        if n > 0 {
-            stalled_since = None;
-            let _ = evtchn_send(port);
-            continue;
-        }
-        let now = time::now_ns();
-        let since = *stalled_since.get_or_insert(now);
-        if now.saturating_sub(since) > stall_ns {
-            CONSOLE_DROPPED.fetch_add(rest.len() as u64, Ordering::Relaxed);
-            return;
-        }
-        let _ = evtchn_send(port);
-        core::hint::spin_loop();
-    }
-}
-
-fn console_write(bytes: &[u8]) {
-    // Never block logging: skip the console if another context holds it.
-    let Some(g) = CONSOLE.try_lock() else { return };
-    let Some((page, port)) = *g else { return };
-    console_lines(&page, port, bytes, LOG_STALL_NS);
-}
-
-/// The crash path: no lock (the crashed context may hold it; it never runs
-/// again), a longer wait for xenconsoled, and a kick at the end.
-fn console_write_crash(bytes: &[u8]) {
-    let addr = CONSOLE_RAW.load(Ordering::Acquire);
-    if addr == 0 {
-        return;
-    }
-    let port = EvtchnPort(CONSOLE_RAW_PORT.load(Ordering::Relaxed));
-    console_lines(&XenPage { addr }, port, bytes, CRASH_STALL_NS);
-    let _ = evtchn_send(port);
-}
-
-fn console_lines(page: &XenPage, port: EvtchnPort, bytes: &[u8], stall_ns: u64) {
-    // The console expects CRLF line ends.
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if i > 0 {
-            console_put(page, port, b"\r\n", stall_ns);
-            let _ = evtchn_send(port);
-        }
-        console_put(page, port, line, stall_ns);
-    }
-}
-
-/// Console bytes dropped because the ring was full.
-pub fn console_dropped() -> u64 {
-    CONSOLE_DROPPED.load(Ordering::Relaxed)
-}
-
-// ---- mapping other domains' grants ----
-
-static MAPPED: AtomicU64 = AtomicU64::new(0);
-static BOUND: AtomicU64 = AtomicU64::new(0);
-static WINDOW_FREE: Mutex<alloc::vec::Vec<u64>> = Mutex::new(alloc::vec::Vec::new());
-static WINDOW_NEXT: AtomicU64 = AtomicU64::new(0);
-
-/// A peer's page mapped into our foreign window.
-#[derive(Debug)]
-pub struct MappedGrant {
-    gpa: u64,
-    handle: u32,
-}
-
-impl MappedGrant {
-    /// The mapped page as shared memory.
-    pub fn page(&self) -> XenPage {
-        XenPage { addr: self.gpa }
-    }
-}
-
-fn window_slot() -> Option<u64> {
-    if let Some(a) = WINDOW_FREE.lock().pop() {
-        return Some(a);
-    }
-    let w = super::paging::foreign_window();
-    let off = WINDOW_NEXT.fetch_add(4096, Ordering::Relaxed);
-    let a = w.start.checked_add(off)?;
-    (a + 4096 <= w.end).then_some(a)
-}
-
-/// Maps `domid`'s grant `gref` (read-write) into the foreign window.
-pub fn map_grant(domid: DomId, gref: crate::xen::GrantRef) -> Result<MappedGrant, XenError> {
-    let gpa = window_slot().ok_or(XenError::NoSpace)?;
-    let mut op = [abi::GnttabMapGrantRef {
-        host_addr: gpa,
-        flags: abi::GNTMAP_HOST_MAP,
-        gref: gref.0,
-        dom: domid.0,
-        ..Default::default()
-    }];
-    let r = XenGrantOps.map(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status));
-    match r {
-        Ok(()) => {
-            MAPPED.fetch_add(1, Ordering::Relaxed);
-            Ok(MappedGrant { gpa, handle: op[0].handle })
-        }
-        Err(e) => {
-            WINDOW_FREE.lock().push(gpa);
-            Err(e)
-        }
-    }
-}
-
-/// Unmaps a grant mapped with `map_grant`; the window slot is reused only
-/// when Xen confirmed the unmap.
-pub fn unmap_grant(m: MappedGrant) -> Result<(), XenError> {
-    let mut op = [abi::GnttabUnmapGrantRef { host_addr: m.gpa, handle: m.handle, ..Default::default() }];
-    XenGrantOps.unmap(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status))?;
-    MAPPED.fetch_sub(1, Ordering::Relaxed);
-    WINDOW_FREE.lock().push(m.gpa);
-    Ok(())
-}
-
-/// Binds to a peer's port and counts it.
-pub fn bind_counted(remote: DomId, port: EvtchnPort) -> Result<EvtchnPort, XenError> {
-    let p = evtchn_bind_interdomain(remote, port)?;
-    BOUND.fetch_add(1, Ordering::Relaxed);
-    Ok(p)
-}
-
-/// Closes a port bound with `bind_counted`.
-pub fn close_counted(port: EvtchnPort) {
-    if evtchn_close(port).is_ok() {
-        BOUND.fetch_sub(1, Ordering::Relaxed);
-    }
-    let _ = take_fired(port);
-}
-
-/// (grants mapped, event channels bound) right now.
-pub fn resources() -> (u64, u64) {
-    (MAPPED.load(Ordering::Relaxed), BOUND.load(Ordering::Relaxed))
 }
 
 /// Mean cost in ns of the operations on the event path, measured over

@@ -1,0 +1,91 @@
+//! Other domains' pages in ours: grants mapped into the foreign window, and
+//! the counts of mapped grants and bound event channels.
+
+use super::{XenGrantOps, XenPage, evtchn_bind_interdomain, evtchn_close, take_fired};
+use crate::hal::GrantOps;
+use crate::xen::abi;
+use crate::xen::{DomId, EvtchnPort, XenError};
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+
+static MAPPED: AtomicU64 = AtomicU64::new(0);
+static BOUND: AtomicU64 = AtomicU64::new(0);
+static WINDOW_FREE: Mutex<alloc::vec::Vec<u64>> = Mutex::new(alloc::vec::Vec::new());
+static WINDOW_NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A peer's page mapped into our foreign window.
+#[derive(Debug)]
+pub struct MappedGrant {
+    gpa: u64,
+    handle: u32,
+}
+
+impl MappedGrant {
+    /// The mapped page as shared memory.
+    pub fn page(&self) -> XenPage {
+        XenPage { addr: self.gpa }
+    }
+}
+
+fn window_slot() -> Option<u64> {
+    if let Some(a) = WINDOW_FREE.lock().pop() {
+        return Some(a);
+    }
+    let w = crate::platform::paging::foreign_window();
+    let off = WINDOW_NEXT.fetch_add(4096, Ordering::Relaxed);
+    let a = w.start.checked_add(off)?;
+    (a + 4096 <= w.end).then_some(a)
+}
+
+/// Maps `domid`'s grant `gref` (read-write) into the foreign window.
+pub fn map_grant(domid: DomId, gref: crate::xen::GrantRef) -> Result<MappedGrant, XenError> {
+    let gpa = window_slot().ok_or(XenError::NoSpace)?;
+    let mut op = [abi::GnttabMapGrantRef {
+        host_addr: gpa,
+        flags: abi::GNTMAP_HOST_MAP,
+        gref: gref.0,
+        dom: domid.0,
+        ..Default::default()
+    }];
+    let r = XenGrantOps.map(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status));
+    match r {
+        Ok(()) => {
+            MAPPED.fetch_add(1, Ordering::Relaxed);
+            Ok(MappedGrant { gpa, handle: op[0].handle })
+        }
+        Err(e) => {
+            WINDOW_FREE.lock().push(gpa);
+            Err(e)
+        }
+    }
+}
+
+/// Unmaps a grant mapped with `map_grant`; the window slot is reused only
+/// when Xen confirmed the unmap.
+pub fn unmap_grant(m: MappedGrant) -> Result<(), XenError> {
+    let mut op = [abi::GnttabUnmapGrantRef { host_addr: m.gpa, handle: m.handle, ..Default::default() }];
+    XenGrantOps.unmap(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status))?;
+    MAPPED.fetch_sub(1, Ordering::Relaxed);
+    WINDOW_FREE.lock().push(m.gpa);
+    Ok(())
+}
+
+/// Binds to a peer's port and counts it.
+pub fn bind_counted(remote: DomId, port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    let p = evtchn_bind_interdomain(remote, port)?;
+    BOUND.fetch_add(1, Ordering::Relaxed);
+    Ok(p)
+}
+
+/// Closes a port bound with `bind_counted`.
+pub fn close_counted(port: EvtchnPort) {
+    if evtchn_close(port).is_ok() {
+        BOUND.fetch_sub(1, Ordering::Relaxed);
+    }
+    let _ = take_fired(port);
+}
+
+/// (grants mapped, event channels bound) right now.
+pub fn resources() -> (u64, u64) {
+    (MAPPED.load(Ordering::Relaxed), BOUND.load(Ordering::Relaxed))
+}
