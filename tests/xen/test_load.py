@@ -111,7 +111,10 @@ def test_ipv6_transfer_beside_an_icmp_flood(four):
     out = wait_until("the flood's summary", lambda: (lambda o: o if "packets received" in o else None)(
         c.run("cat /tmp/flood")[1]), timeout=180, interval=5)
     m = re.search(r"(\d+) packets transmitted, (\d+) packets received", out)
-    assert m and int(m.group(1)) > 100 and int(m.group(2)) >= int(m.group(1)) - 2, out
+    # A flood may lose a few frames to full queues (counted by xvif); it
+    # must not stall.
+    assert m and int(m.group(1)) > 100 and int(m.group(2)) >= 0.95 * int(m.group(1)), out
+    xen.timing("ping flood beside the IPv6 transfer: %s of %s answered" % (m.group(2), m.group(1)), 0)
     assert_xvif_alive(xen, d0)
 
 
