@@ -225,8 +225,10 @@ pub fn run(p: platform::Platform) -> ! {
         // `sti; hlt` arms the wake-up atomically. This count is needed besides
         // the wake flag in `sleep_until_interrupt`: a blocking xenstore call
         // inside `run_once` sleeps too and may consume that flag.
+        // Under Xen, `before_sleep` also re-arms the event upcall, which
+        // stays quiet while the loop is busy, and says if events came in.
         cpu::disable_interrupts();
-        if idt::irq_count() != irqs {
+        if idt::irq_count() != irqs || platform::xen::before_sleep() {
             cpu::enable_interrupts();
             continue;
         }

@@ -26,6 +26,11 @@ static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
 static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static EVENTS_PENDING: AtomicBool = AtomicBool::new(false);
+/// The upcall comes on the per-vCPU vector, which Xen raises only when
+/// `evtchn_upcall_pending` goes from 0 to 1: the flag is then left set
+/// while the main loop is busy (it polls the bitmaps itself) and cleared
+/// only before it sleeps, so a busy xvif takes no interrupt per event.
+static UPCALL_EDGE: AtomicBool = AtomicBool::new(false);
 /// The main loop's event-channel dispatcher (storm limiter, fired ports).
 static EVENTS: Mutex<Option<EventChannels>> = Mutex::new(None);
 
@@ -146,10 +151,25 @@ fn si_u8(off: usize) -> Option<&'static AtomicU8> {
 
 fn xen_upcall() {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
-    if let Some(p) = si_u8(si::UPCALL_PENDING) {
+    // The domain-wide callback vector is level-triggered on the flag:
+    // it must be cleared here or the upcall repeats at once.
+    if !UPCALL_EDGE.load(Ordering::Relaxed)
+        && let Some(p) = si_u8(si::UPCALL_PENDING)
+    {
         p.store(0, Ordering::SeqCst);
     }
     EVENTS_PENDING.store(true, Ordering::Release);
+}
+
+/// Call with interrupts off right before halting: re-arms the upcall (see
+/// `UPCALL_EDGE`) and returns true when events are already waiting, in which
+/// case the caller polls instead of halting. An event that arrives after
+/// this raises the upcall, which the halt then takes.
+pub fn before_sleep() -> bool {
+    if let Some(p) = si_u8(si::UPCALL_PENDING) {
+        p.store(0, Ordering::SeqCst);
+    }
+    si_u64(si::PENDING_SEL).is_some_and(|s| s.load(Ordering::SeqCst) != 0)
 }
 
 /// Upcalls taken since boot.
@@ -187,7 +207,9 @@ pub fn init(base: u32) -> Result<XenInfo, XenError> {
     // but with it a nested run here triple-faulted while an interrupt was
     // being delivered; keep to the path Linux PVH uses.
     let mut up = abi::UpcallVector { vcpu: 0, vector, pad: [0; 3] };
-    if hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up).is_err() {
+    if hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up).is_ok() {
+        UPCALL_EDGE.store(true, Ordering::Relaxed);
+    } else {
         // Older Xen: the domain-wide vector callback (HVM_PARAM_CALLBACK_IRQ,
         // type 2 = vector), which Xen injects without the local APIC.
         hvm_set_param(abi::param::CALLBACK_IRQ, (2u64 << 56) | u64::from(vector))?;
@@ -420,6 +442,10 @@ pub fn fill_own_page(gpa: u64, byte: u8) {
 /// the instruction after the (emulated, VM-exiting) LAPIC write.
 pub fn wait_briefly() {
     cpu::disable_interrupts();
+    if before_sleep() {
+        cpu::enable_interrupts();
+        return;
+    }
     super::apic::arm_oneshot(1_000_000);
     idt::sleep_until_interrupt();
 }

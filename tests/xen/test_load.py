@@ -86,16 +86,34 @@ def wait_received(dst, port, size_mb, md5, timeout=900):
     assert md5 in out, "%s:%d received something else (sent md5 %s): %s" % (dst.name, port, md5, out)
 
 
+def xvif_interrupts(xen, d0):
+    """(interrupts, event upcalls) xvif has taken, from the line it logs for
+    each new value of data/xvif-ping."""
+    token = "count-%d" % time.time_ns()
+    xen.sh("xenstore-write /local/domain/%d/data/xvif-ping %s" % (d0, token), quiet=True)
+    rx = r"data/xvif-ping = '%s' \(\d+ bytes; irqs (\d+), upcalls (\d+)\)" % token
+
+    def seen():
+        rc, out = xen.sh("grep -a \"%s\" %s | tail -n 1" % (token, XVIF_CONSOLE), quiet=True)
+        return re.search(rx, out)
+    m = wait_until("xvif's interrupt counts", seen, timeout=60)
+    return int(m.group(1)), int(m.group(2))
+
+
 def test_concurrent_bidirectional_transfers(four):
     """A->B, B->A, C->D, D->C at once, 6 MB each, every md5 equal."""
     xen, guests, d0 = four
     a, b, c, d = guests
     flows = [(a, b, 5101), (b, a, 5102), (c, d, 5103), (d, c, 5104)]
+    irqs0, ups0 = xvif_interrupts(xen, d0)
     t0 = time.time()
     md5s = [start_transfer(s, r, p, 6) for s, r, p in flows]
     for (s, r, p), md5 in zip(flows, md5s):
         wait_received(r, p, 6, md5)
     xen.timing("4 x 6 MB concurrent TCP through xvif", time.time() - t0)
+    irqs1, ups1 = xvif_interrupts(xen, d0)
+    xen.timing("xvif interrupts during the 4 x 6 MB (and the harness polling): %d, of them upcalls %d"
+               % (irqs1 - irqs0, ups1 - ups0), 0)
     assert_xvif_alive(xen, d0)
 
 
