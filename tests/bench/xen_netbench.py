@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "xen"))
 os.environ.setdefault("XVIF_ELF", os.path.join(REPO, "target", "x86_64-unknown-none", "release", "xvif"))
 
 from conftest import guest_files  # noqa: E402
-from guests import XVIF_CONSOLE, Guest, domid, last_line, wait_until, xl_create  # noqa: E402
+from guests import Guest, domid, last_line, start_xvif, wait_until, xl_create  # noqa: E402
 from xenvm import XenVM  # noqa: E402
 
 MB = int(sys.argv[1]) if len(sys.argv) > 1 else 50
@@ -111,10 +111,7 @@ def create_guest(g, tries=3):
 def start_dd(vm, path):
     t0 = time.time()
     if path == "xvif":
-        vm.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
-        xl_create(vm, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % DD_IP, "xvif")
-        wait_until("xvif ready", lambda: vm.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
-                   timeout=120)
+        start_xvif(vm, DD_IP)
     else:
         con = "/var/log/xen/console/guest-linuxdd.log"
         vm.sh("rm -f %s" % con, quiet=True)

@@ -10,9 +10,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from xenvm import XenVM, repo_file  # noqa: E402
-from guests import crash_lines, scan_logs  # noqa: E402
+from guests import crash_lines, nested_triple_faults, scan_logs  # noqa: E402
 
 XEN_CONFIG = repo_file("xen-config")
+NESTED_REPRO = "tests/xen/nested-repro/README.md"
+# The session's Xen, once booted (the rerun hook reads its serial log).
+_VM = None
 
 
 def guest_files():
@@ -34,14 +37,18 @@ def guest_files():
 @pytest.fixture(scope="session")
 def xen():
     """A booted Xen + dom0 shared by all tests of the session."""
+    global _VM
     vm = XenVM(guest_files=guest_files())
     vm.auto_diagnostics = False    # attached to the failing test's report instead
+    vm.excused = set()             # (xen timestamp, domid) of excused triple faults
     vm.boot()
+    _VM = vm
     try:
         yield vm
         if os.environ.get("XVIF_XEN_DIAG") == "1":     # on request (see with -s)
             vm.print_diagnostics("XVIF_XEN_DIAG=1", force=True)
     finally:
+        _VM = None
         vm.close()
 
 
@@ -58,7 +65,9 @@ def no_crashes(request):
     yield
     found = list(vm.crashes)
     vm.crashes.clear()
-    found += ["serial: " + l for l in crash_lines(vm.serial_since(start))]
+    serial = vm.serial_since(start)
+    found += ["serial: " + l for l in crash_lines(serial)
+              if not set(nested_triple_faults(l)) or not set(nested_triple_faults(l)) <= vm.excused]
     if vm.ready and vm.alive():
         found += scan_logs(vm, ["/var/log/xen/console/*.log", "/var/log/xen/xl-*.log"])
     def key(line):     # the same crash seen in two places counts once
@@ -74,6 +83,80 @@ def no_crashes(request):
     if new:
         pytest.fail("%d crash line(s) during %s (zero are allowed):\n  %s" % (
             len(new), request.module.__name__, "\n  ".join(new[:40])), pytrace=False)
+
+
+def _attempt(item, nextitem, excuse):
+    """setup, call and teardown of `item`, like pytest's own protocol, except
+    that `excuse(reports)` is asked between call and teardown; when it says
+    the test runs again, teardown stops at the module (its fixtures stay up
+    and repair themselves). Returns (reports, run again?)."""
+    from _pytest.runner import call_and_report
+    if hasattr(item, "_request") and not item._request:
+        item._initrequest()
+    try:
+        reports = [call_and_report(item, "setup", False)]
+        if reports[0].passed:
+            reports.append(call_and_report(item, "call", False))
+        again = excuse(reports)
+        if item.session.shouldfail or item.session.shouldstop:
+            nextitem = None
+        reports.append(call_and_report(item, "teardown", False, nextitem=item.parent if again else nextitem))
+    finally:
+        if hasattr(item, "_request"):
+            item._request = False
+            item.funcargs = None
+    return reports, again
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Runs a Xen test once more, and only once, when it failed and xvif
+    triple-faulted meanwhile. Such a triple fault comes from the nested-SVM
+    emulation, not from xvif: the reproducer in tests/xen/nested-repro (a
+    guest of static assembly) gets the same one. Every rerun is written to
+    the terminal, to harness.log and to the session summary; a second triple
+    fault in the rerun, or any other failure, fails the test as usual."""
+    if "xen" not in item.fixturenames:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    start = _VM.serial_size() if _VM is not None else 0
+
+    def excuse(reports):
+        if _VM is None or not any(r.failed for r in reports):
+            return False
+        faults = [f for f in nested_triple_faults(_VM.serial_since(start)) if f not in _VM.excused]
+        if not faults:
+            return False
+        _VM.excused.update(faults)
+        first = "; ".join("%s: %s" % (r.when, r.longrepr.reprcrash.message.splitlines()[0] if hasattr(r.longrepr, "reprcrash")
+                                      else str(r.longrepr)[-300:]) for r in reports if r.failed)
+        msg = ("%s: xvif triple-faulted (xen time and domid: %s), the nested-SVM emulation fault that %s "
+               "shows; the test runs once more. First attempt: %s" % (
+                   item.nodeid, ", ".join("%s d%d" % f for f in faults), NESTED_REPRO, first[:600]))
+        _VM.note("RERUN " + msg)
+        RERUNS.append(msg)
+        tr = item.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line("\nRERUN " + msg, yellow=True)
+        return True
+
+    reports, again = _attempt(item, nextitem, excuse)
+    if again:
+        reports, _ = _attempt(item, nextitem, lambda _reports: False)
+    for r in reports:
+        item.ihook.pytest_runtest_logreport(report=r)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+RERUNS = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RERUNS:
+        terminalreporter.section("Xen tests run twice after a nested-SVM triple fault of xvif")
+        for m in RERUNS:
+            terminalreporter.write_line(m)
 
 
 @pytest.hookimpl(hookwrapper=True)

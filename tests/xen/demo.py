@@ -9,7 +9,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guests import Guest, XVIF_CONSOLE, wait_until, xl_create  # noqa: E402
+from guests import Guest, start_xvif  # noqa: E402
 
 XVIF_IP = "10.0.1.1"
 GUEST_IP = "10.0.1.2"
@@ -36,8 +36,7 @@ def run_demo(vm):
     """xvif with a management address, then one Linux PV guest served by it,
     which pings xvif. Returns the guest."""
     say("Xen and dom0 are up; starting xvif (PVH driver domain, %s/24)..." % XVIF_IP)
-    xl_create(vm, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % XVIF_IP, "xvif")
-    wait_until("xvif ready", lambda: vm.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0)
+    start_xvif(vm, XVIF_IP)
     say("starting a Linux PV guest with vif=['backend=xvif,...'] (about 20 s under TCG)...")
     g = Guest(vm, "guesta", GUEST_IP, GUEST_MAC)
     g.create()

@@ -48,6 +48,39 @@ def xl_create(xen, args, name, timeout=300):
     return out
 
 
+def start_xvif(xen, ip, memory=64, timeout=120):
+    """(Re)starts xvif from the shipped xen-config/xvif.cfg with management
+    address `ip`/24 and waits for its ready line; returns its domid."""
+    if domid(xen, "xvif") is not None:
+        xen.sh("xl destroy xvif", timeout=120)
+    xen.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
+    xl_create(xen, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=%d'" % (ip, memory), "xvif")
+    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
+               timeout=timeout)
+    return domid(xen, "xvif")
+
+
+def xvif_domid(xen):
+    """xvif's domid; fails the test plainly when xvif is not running."""
+    d = domid(xen, "xvif")
+    if d is None:
+        rc, out = xen.sh("xl dmesg | tail -n 5", quiet=True)
+        raise AssertionError("xvif is not running; xl dmesg tail:\n" + out.strip())
+    return d
+
+
+# A triple fault of an HVM-type domain. In this suite only xvif is one (the
+# guests are PV), and the nested-SVM emulation of QEMU TCG triple-faults
+# such a domain under load on its own: tests/xen/nested-repro shows the same
+# line for a guest of static assembly that never touches its own tables.
+NESTED_TRIPLE_RX = re.compile(r"\[\s*([0-9.]+)\]\s+d(\d+)v\d+ Triple fault - invoking HVM shutdown")
+
+
+def nested_triple_faults(text):
+    """(xen timestamp, domid) of each such triple fault in serial text."""
+    return sorted({(m.group(1), int(m.group(2))) for m in NESTED_TRIPLE_RX.finditer(text.replace("\r", ""))})
+
+
 # Crashes that must never happen in a run: user-space crashes in dom0 or a
 # guest (kernel lines and glibc/busybox messages), xl dying, a domain that
 # could not be built, a triple fault. The patterns do not match the grep

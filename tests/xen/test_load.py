@@ -9,22 +9,20 @@ import time
 
 import pytest
 
-from guests import XVIF_CONSOLE, Guest, domid, last_line, wait_until, xl_create
+from guests import XVIF_CONSOLE, Guest, domid, last_line, start_xvif, wait_until
 
 XVIF_IP = "10.0.2.1"
 NAMES = ("loada", "loadb", "loadc", "loadd")
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def four(xen):
-    for name in NAMES + ("xvif",):
+def bring_up(xen):
+    """xvif from the shipped configuration, then the four guests with their
+    IPv6 addresses; returns the guests and xvif's domid."""
+    for name in NAMES:
         if domid(xen, name) is not None:
             xen.sh("xl destroy %s" % name, timeout=120)
-    xen.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
-    # The shipped configuration (xen-config/xvif.cfg), as in test_netback.
-    xl_create(xen, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % XVIF_IP, "xvif")
-    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0)
+    d0 = start_xvif(xen, XVIF_IP)
     guests = [Guest(xen, n, "10.0.2.%d" % (i + 2), "00:16:3e:00:02:%02x" % (i + 2), queues=1)
               for i, n in enumerate(NAMES)]
     t0 = time.time()
@@ -34,10 +32,29 @@ def four(xen):
         rc, out = g.run("ip -6 addr add %s/64 dev eth0 && echo ok" % g.ip6)
         assert "ok" in out, out
     xen.timing("four Linux PV guests created and connected", time.time() - t0)
-    yield xen, guests, domid(xen, "xvif")
-    for g in guests:
+    return guests, d0
+
+
+@pytest.fixture(scope="module")
+def four(xen):
+    """[xen, guests, xvif's domid]; `serving` renews it if xvif died."""
+    state = [xen, *bring_up(xen)]
+    yield state
+    for g in state[1]:
         g.destroy()
     xen.sh("xl destroy xvif", timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def serving(four):
+    """Each test starts from the module's xvif, or, if that one died (the
+    test that saw it failed), from a new xvif with four new guests."""
+    xen, guests, d0 = four
+    if domid(xen, "xvif") != d0:
+        for g in guests:
+            g.destroy()
+        four[1:] = bring_up(xen)
+    yield
 
 
 def assert_xvif_alive(xen, d0):

@@ -7,36 +7,27 @@ import time
 
 import pytest
 
-from guests import XVIF_CONSOLE, Guest, domid, last_line, wait_until, xl_create
+from guests import XVIF_CONSOLE, Guest, domid, last_line, start_xvif, wait_until, xl_create, xvif_domid
 
 XVIF_IP = "10.0.1.1"
 
 
 def resources(xen):
-    d = domid(xen, "xvif")
+    d = xvif_domid(xen)
     rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif-resources" % d, quiet=True)
     return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv)
 
 
 def backend_dir(xen, guest_domid):
-    d = domid(xen, "xvif")
+    d = xvif_domid(xen)
     rc, out = xen.sh("xenstore-ls /local/domain/%d/backend/vif/%d >/dev/null 2>&1; echo $?" % (d, guest_domid), quiet=True)
     return last_line(out) == "0"
 
 
 def port_counters(xen, name):
-    d = domid(xen, "xvif")
+    d = xvif_domid(xen)
     rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif/ports/%s 2>/dev/null" % (d, name), quiet=True)
     return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
-
-
-def start_xvif(xen):
-    if domid(xen, "xvif") is not None:
-        xen.sh("xl destroy xvif", timeout=120)
-    xen.sh("rm -f %s" % XVIF_CONSOLE, quiet=True)
-    xl_create(xen, "/guests/xvif.cfg 'extra=\"ip=%s/24\"' 'memory=64'" % XVIF_IP, "xvif")
-    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0)
-    return domid(xen, "xvif")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def net(xen):
     for name in ("guesta", "guestb"):
         if domid(xen, name) is not None:
             xen.sh("xl destroy %s" % name, timeout=120)
-    xen.xvif_domid = start_xvif(xen)
+    xen.xvif_domid = start_xvif(xen, XVIF_IP)
     a = Guest(xen, "guesta", "10.0.1.2", "00:16:3e:00:00:0a")
     # Guest B's netfront asks for 2 queues (queue-N/ keys), A's for one.
     b = Guest(xen, "guestb", "10.0.1.3", "00:16:3e:00:00:0b", queues=2)
@@ -67,7 +58,7 @@ def healthy(net):
     if domid(xen, "xvif") != xen.xvif_domid:
         for g in (a, b):
             g.destroy()
-        xen.xvif_domid = start_xvif(xen)
+        xen.xvif_domid = start_xvif(xen, XVIF_IP)
     for g in (a, b):
         g.ensure()
     yield
@@ -79,19 +70,19 @@ def test_guests_ping_xvif_and_each_other(net):
         sent, got, out = g.ping(target, count=100)
         assert (sent, got) == (100, 100), "%s -> %s: %s" % (g.name, target, out)
     assert backend_dir(xen, a.domid) and backend_dir(xen, b.domid)
-    rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/hotplug-status" % (domid(xen, "xvif"), a.domid))
+    rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/hotplug-status" % (xvif_domid(xen), a.domid))
     assert last_line(out) == "connected"
 
 
 def vif_counters(xen, guest_domid):
-    d = domid(xen, "xvif")
+    d = xvif_domid(xen)
     rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif/vifs/vif%d_0 2>/dev/null" % (d, guest_domid), quiet=True)
     return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
 
 
 def test_multi_queue_guest_gets_its_queues(net):
     xen, a, b = net
-    d = domid(xen, "xvif")
+    d = xvif_domid(xen)
     rc, out = xen.sh("xenstore-read /local/domain/%d/backend/vif/%d/0/multi-queue-max-queues" % (d, b.domid))
     assert last_line(out) == "4", out
     rc, out = xen.sh("xenstore-read /local/domain/%d/device/vif/0/multi-queue-num-queues" % b.domid)
@@ -120,7 +111,7 @@ def transfer_20mb(xen, a, b, port):
     try:
         out = wait_until("20 MB at guestb", received, timeout=120, interval=2)
     finally:
-        d = domid(xen, "xvif")
+        d = xvif_domid(xen)
         xen.sh("xenstore-ls -f /local/domain/%d/data/xvif/vifs" % d)
     assert sent_md5 in out, (sent_md5, out)
 

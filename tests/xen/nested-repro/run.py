@@ -2,8 +2,8 @@
 """Boot the nested Xen once, run repro guest variants, record triple faults.
 
 usage: run.py [--cpu CPU] [--secs N] [--load] VARIANT...
-  VARIANT = ELFNAME:TSCMODE[:COPIES]   e.g. os20k:default  os20k:native:2
-  (TSCMODE "default" = no tsc_mode line)
+  VARIANT = ELFNAME:TSCMODE[:COPIES[:CPUS]]   e.g. os20k:default  os20k:native:2:1
+  (TSCMODE "default" = no tsc_mode line; CPUS = the xl cpus= hard affinity)
 One JSON line per run in results.jsonl in the harness's run dir, beside serial.log.
 """
 import argparse
@@ -53,6 +53,7 @@ for v in a.variants:
     parts = v.split(":")
     elf, mode = parts[0], parts[1]
     copies = int(parts[2]) if len(parts) > 2 else 1
+    pin = parts[3] if len(parts) > 3 else None
     n += 1
     vm.sh("xl dmesg -c > /dev/null")
     off = vm.serial_size()
@@ -63,11 +64,13 @@ for v in a.variants:
         ov = ['name="%s"' % name, 'kernel="/guests/%s.elf"' % elf]
         if mode != "default":
             ov.append('tsc_mode="%s"' % mode)
+        if pin is not None:
+            ov.append('cpus="%s"' % pin)
         rc, o = vm.xl_create("/guests/repro.cfg", *ov)
         rc2, d = vm.sh("xl domid %s" % name)
         names.append(name)
         domids.append(d.strip())
-    print("run %d %s tsc=%s copies=%d domids=%s" % (n, elf, mode, copies, domids), flush=True)
+    print("run %d %s tsc=%s copies=%d cpus=%s domids=%s" % (n, elf, mode, copies, pin, domids), flush=True)
     end = "?"
     while True:
         time.sleep(4)
@@ -108,7 +111,7 @@ for v in a.variants:
     prog = [l for l in s.splitlines() if "REPRO it=" in l]
     for name in names:
         vm.sh("xl destroy %s" % name)
-    rec = dict(tag=a.tag, cpu=vm.cpu, load=a.load, elf=elf, tsc=mode, copies=copies, domids=domids,
+    rec = dict(tag=a.tag, cpu=vm.cpu, load=a.load, elf=elf, tsc=mode, copies=copies, pin=pin, domids=domids,
                end=end, secs=round(elapsed), last_progress=prog[-copies:] if prog else [],
                xen_lines=lines[-80:], tscinfo=tscinfo[-3000:], xenctx=ctx, xl_list=lst, log=vm.log_dir)
     out.write(json.dumps(rec) + "\n")
