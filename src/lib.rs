@@ -18,6 +18,7 @@ pub mod memory;
 pub mod mgmt;
 pub mod netback;
 pub mod netif;
+pub mod ratelimit;
 pub mod switch;
 pub mod timer;
 pub mod xen;

@@ -13,8 +13,9 @@ static CONSOLE_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// path (0: no console).
 static CONSOLE_RAW: AtomicU64 = AtomicU64::new(0);
 static CONSOLE_RAW_PORT: AtomicU32 = AtomicU32::new(0);
-/// How long a log write waits for xenconsoled to drain a full ring.
-const LOG_STALL_NS: u64 = 2_000_000;
+/// How long the boot log's replay waits for xenconsoled to drain a full
+/// ring (once, at attach; later log lines never wait).
+const REPLAY_STALL_NS: u64 = 20_000_000;
 /// How long a crash report waits: it is the last thing the domain says.
 const CRASH_STALL_NS: u64 = 200_000_000;
 
@@ -25,7 +26,7 @@ pub fn attach_console(info: &XenInfo) -> bool {
     *CONSOLE.lock() = Some((page, port));
     CONSOLE_RAW_PORT.store(port.0, Ordering::Relaxed);
     CONSOLE_RAW.store(page.addr, Ordering::Release);
-    crate::platform::logger::set_extra_sink(console_write);
+    crate::platform::logger::set_extra_sink(console_write, console_replay);
     crate::platform::logger::set_crash_sink(console_write_crash);
     true
 }
@@ -57,11 +58,31 @@ fn console_put(page: &XenPage, port: EvtchnPort, data: &[u8], stall_ns: u64) {
     }
 }
 
+/// A log line (ending in '\n'): written whole if the ring has room, else
+/// dropped and counted; never waits, never takes a contended lock.
 fn console_write(bytes: &[u8]) {
-    // Never block logging: skip the console if another context holds it.
+    let Some(g) = CONSOLE.try_lock() else {
+        CONSOLE_DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        return;
+    };
+    let Some((page, port)) = *g else { return };
+    let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    match crate::xen::console::put_line(&page, line) {
+        Ok(true) => {
+            let _ = evtchn_send(port);
+        }
+        Ok(false) | Err(_) => {
+            CONSOLE_DROPPED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The boot log, replayed once when the console attaches.
+fn console_replay(bytes: &[u8]) {
     let Some(g) = CONSOLE.try_lock() else { return };
     let Some((page, port)) = *g else { return };
-    console_lines(&page, port, bytes, LOG_STALL_NS);
+    console_lines(&page, port, bytes, REPLAY_STALL_NS);
+    let _ = evtchn_send(port);
 }
 
 /// The crash path: no lock (the crashed context may hold it; it never runs
