@@ -95,10 +95,10 @@ impl Log for Logger {
             return;
         }
         let ns = time::now_ns();
-        // Warnings and errors always pass; the rest takes a token. A log call
+        // Errors always pass; the rest takes a token. A log call
         // from an interrupt handler that finds the budget locked passes too.
         let earlier = match BUDGET.try_lock() {
-            Some(mut b) if r.level() > log::Level::Warn => match b.take(ns) {
+            Some(mut b) if r.level() > log::Level::Error => match b.take(ns) {
                 Some(n) => n,
                 None => {
                     SUPPRESSED.fetch_add(1, Ordering::Relaxed);
