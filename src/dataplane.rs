@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::drivers::port::{Port, PortStats};
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
-use crate::netback::{Features, QueueRings, TxStaging, Vif, VifConfig};
-use crate::platform::bufpool::{FrameBuf, FramePool};
+use crate::netback::{Features, QueueRings, RxSource, TxStaging, Vif, VifConfig};
+use crate::platform::bufpool::{BUF_FRAMES, FrameBuf, FramePool};
 use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, MappedGrant, XenGrantOps};
 use crate::switch::meta::{FrameMeta, PortCaps};
@@ -168,6 +168,9 @@ const NIC_BUDGET: usize = 128;
 
 /// Delivers switch output to vifs, the NIC and the management queue.
 struct Out<'a> {
+    /// The port the frames being forwarded came in on (each vif's RX
+    /// queue gives every source a fair share).
+    ingress: PortId,
     slots: &'a mut BTreeMap<VifId, Slot>,
     by_port: &'a BTreeMap<PortId, VifId>,
     mgmt_port: Option<PortId>,
@@ -202,7 +205,7 @@ impl Egress for Out<'_> {
             return true;
         }
         match self.by_port.get(&port).and_then(|id| self.slots.get_mut(id)) {
-            Some(s) => s.vif.enqueue_rx(frame, meta.into()),
+            Some(s) => s.vif.enqueue_rx_from(RxSource(self.ingress.0), frame, meta.into()),
             None => false,
         }
     }
@@ -291,7 +294,7 @@ impl DataPlane {
             busy |= n.dev.nic.service(now);
             let ingress = n.port;
             for _ in 0..NIC_BUDGET {
-                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: None };
+                let mut out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: None };
                 let got = n.dev.nic.receive(|frame| {
                     let _ = switch.forward(ingress, frame, &FrameMeta::PLAIN, now, &mut out);
                 });
@@ -314,7 +317,7 @@ impl DataPlane {
                     continue;
                 }
                 let ingress = slot.port;
-                let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
+                let mut out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
                 let o = slot.vif.poll_tx(q, &gnt, staging, &mut |frame, meta| {
                     let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
@@ -333,7 +336,8 @@ impl DataPlane {
             busy |= m.poll_with_metrics(mgmt_q, now, shown, &|out| sw.render_prometheus(out));
             while let Some(frame) = mgmt_q.tx.pop_front() {
                 if let Some(p) = *mgmt_port {
-                    let mut out = Out { slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
+                    let mut out =
+                        Out { ingress: p, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
                     let _ = switch.forward(p, &frame, &FrameMeta::PLAIN, now, &mut out);
                 }
                 mgmt_q.spare.push(frame);
@@ -396,7 +400,8 @@ impl DataPlane {
                 let st = s.vif.stats();
                 let text = format!(
                     "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
-                     to_guest_drops={} to_guest_errors={} rx_stalls={} copies={} disabled={}",
+                     to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
+                     rx_queued_bytes={} rx_stalls={} copies={} disabled={}",
                     s.vif.queues(),
                     st.from_guest.packets,
                     st.from_guest.bytes,
@@ -404,7 +409,10 @@ impl DataPlane {
                     st.to_guest.packets,
                     st.to_guest.bytes,
                     st.to_guest.drops,
+                    st.rx_queue_full,
+                    st.rx_over_share,
                     st.to_guest.errors,
+                    s.vif.rx_queued_bytes(),
                     st.rx_stalls,
                     st.copy_hypercalls,
                     s.vif.disabled().is_some()
@@ -437,10 +445,10 @@ impl VifHost for DataPlane {
             multicast_control: fe.multicast_control,
         };
         let mut cfg = VifConfig::new(id.frontend, mac, features);
-        // The same RX buffers per vif whatever the queue count: each is 64 KiB.
-        let n = queues.len().max(1);
+        // About the same RX buffers per vif whatever the queue count, each
+        // queue's budget all of its buffers' bytes.
         cfg.tx_batch = TX_STAGING;
-        cfg.rx_queue_len = (32 / n).max(8);
+        cfg.size_rx(queues.len(), BUF_FRAMES as usize * crate::netif::PAGE_SIZE);
         if self.staging.is_none() {
             match TxStaging::new(&mut self.pool, TX_STAGING) {
                 Ok(s) => self.staging = Some(s),

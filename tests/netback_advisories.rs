@@ -5,7 +5,7 @@
 
 use xvif::hal::SharedMem;
 use xvif::netback::ring::RingOverflow;
-use xvif::netback::{FrameMeta, NetbackError, RxDrop, TxDrop};
+use xvif::netback::{FrameMeta, NetbackError, RxDrop, RxSource, TxDrop};
 use xvif::netif::{ExtraInfo, ExtraKind, RspStatus, RxRequest, TxRequest, TxResponse};
 use xvif::testing::fake_hv::FakeHv;
 use xvif::testing::netback_rig::{BACKEND, Rig, all_features, frame};
@@ -217,24 +217,32 @@ fn xsa361_362_367_bad_grants_are_error_responses() {
 #[test]
 fn xsa392_rx_queue_is_bounded_when_the_guest_posts_nothing() {
     let (mut a, mut b) = pair();
-    let cap = a.vif.config().rx_queue_len;
+    let budget = a.vif.rx_queue_budget();
     let mut accepted = 0;
     for i in 0..10_000u32 {
-        if a.vif.enqueue_rx(&frame(1500, i as u8), FrameMeta::default()) {
+        let src = RxSource((i % 2) as u8);
+        if a.vif.enqueue_rx_from(src, &frame(1500, i as u8), FrameMeta::default()) {
             accepted += 1;
         }
         if i % 100 == 0 {
             a.poll_rx();
         }
     }
-    assert_eq!(accepted, cap);
-    assert_eq!(a.vif.rx_queued(), cap);
-    assert_eq!(a.vif.stats().to_guest.drops, 10_000 - cap as u64);
-    assert_eq!(a.vif.stats().last_rx_drop, Some(RxDrop::QueueFull));
-    // Once the guest posts buffers the queue drains and frees its buffers.
-    a.fe.post_rx(cap);
-    a.poll_rx();
-    assert_eq!(a.fe.rx_frames().len(), cap);
+    assert!(a.vif.rx_queued_bytes() <= budget);
+    assert!(a.vif.rx_queued_bytes() >= budget / 2, "two sources fill three quarters");
+    assert_eq!(a.vif.rx_queued(), accepted);
+    let s = a.vif.stats();
+    assert_eq!(s.to_guest.drops, 10_000 - accepted as u64);
+    assert_eq!(s.to_guest.drops, s.rx_queue_full + s.rx_over_share);
+    // Once the guest posts buffers the queue drains and frees its bytes.
+    let mut got = 0;
+    while a.vif.rx_queued() > 0 {
+        a.fe.post_rx(64);
+        a.poll_rx();
+        got += a.fe.rx_frames().len();
+    }
+    assert_eq!(got, accepted);
+    assert_eq!(a.vif.rx_queued_bytes(), 0);
     assert!(a.vif.enqueue_rx(&frame(60, 1), FrameMeta::default()));
     bystander_works(&mut b);
 }
@@ -259,7 +267,7 @@ fn xsa424_no_lock_is_held_across_delivery_or_drop_paths() {
     // held across these would deadlock here.
     let hv = FakeHv::new(BACKEND);
     let mut a = Rig::on(&hv, 7, all_features(), |_| {});
-    let mut b = Rig::on(&hv, 8, all_features(), |c| c.rx_queue_len = 8);
+    let mut b = Rig::on(&hv, 8, all_features(), |c| c.rx_queue_bytes = 8 * 100);
     for i in 0..100 {
         a.fe.send(&frame(100, i), &TxOpts::default());
     }

@@ -298,12 +298,13 @@ fn offload_is_fitted_per_egress_port() {
         }
     }
     assert_eq!(sw.port_counters(nic).unwrap().csum_completed, 1);
-    // A garbage partial frame reaches vifB untouched but is refused for the NIC.
+    // A garbage partial frame is dropped at ingress: it reaches no port.
     rec.sent.clear();
     let junk = eth([0xff; 6], vmac(1), 60);
-    sw.forward(a, &junk, &partial, 0, &mut rec).unwrap();
-    assert_eq!(rec.ports(), vec![b.0]);
-    assert_eq!(sw.port_counters(nic).unwrap().tx_errors, 1);
+    assert!(matches!(sw.forward(a, &junk, &partial, 0, &mut rec), Err(Drop::BadOffload(_))));
+    assert!(rec.sent.is_empty());
+    assert_eq!(sw.port_counters(a).unwrap().rx_bad_offload, 1);
+    assert_eq!(sw.port_counters(nic).unwrap().tx_errors, 0);
 }
 
 #[test]

@@ -85,8 +85,15 @@ pub enum TxDrop {
 /// Why a frame for the guest was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxDrop {
-    /// The per-vif queue is full (XSA-392).
+    /// The queue's byte budget or buffers are used up (XSA-392).
     QueueFull,
+    /// The frame's source already holds its fair share of the queue.
+    OverShare {
+        /// The source (switch port).
+        source: u8,
+        /// Bytes it holds.
+        held: usize,
+    },
     /// Empty or longer than a packet buffer / the protocol allows.
     BadLength(usize),
     /// Longer than a page and the frontend has no `feature-sg`.

@@ -3,7 +3,8 @@
 //!
 //! * `ring`: the shared-ring indices and notification rules (io/ring.h);
 //! * `tx`: guest-to-backend packets, validation, grant copies out;
-//! * `rx`: the bounded per-vif queue and grant copies into guest buffers;
+//! * `rx`: grant copies of queued frames into guest buffers;
+//! * `rxqueue`: the byte-budgeted frame queue with a fair share per source;
 //! * `vif`: one interface tying both together, with features and counters;
 //! * `buf`: the local packet buffers the platform provides;
 //! * `copy`, `mcast`, `meta`, `error`: helpers and types.
@@ -21,10 +22,12 @@ pub mod mcast;
 pub mod meta;
 pub mod ring;
 pub mod rx;
+pub mod rxqueue;
 pub mod tx;
 pub mod vif;
 
 pub use buf::{BufPool, LocalFrame, PacketBuf};
 pub use error::{NetbackError, RxDrop, TxDrop};
 pub use meta::{FrameMeta, Gso, GsoKind};
+pub use rxqueue::{RX_QUEUE_BYTES, RxSource};
 pub use vif::{Features, MAX_QUEUES, PollOutcome, QueueRings, TxStaging, Vif, VifConfig, VifError, VifStats};

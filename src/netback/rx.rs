@@ -1,7 +1,7 @@
-//! The backend-to-guest path: a bounded per-vif queue of frames (XSA-392:
-//! a guest that posts no receive buffers costs at most `rx_queue_len`
-//! buffers, the rest is dropped and counted), copied into the buffers the
-//! frontend posts on the RX ring with batched GNTTABOP_copy.
+//! The backend-to-guest path: a byte-budgeted queue of frames per vif queue
+//! (`rxqueue`; XSA-392: a guest that posts no receive buffers costs at most
+//! the budget, the rest is dropped and counted), copied into the buffers
+//! the frontend posts on the RX ring with batched GNTTABOP_copy.
 //!
 //! Layout of one frame on the ring (xen/include/public/io/netif.h): the
 //! first data slot (flags: checksum bits, NETRXF_extra_info when a GSO extra
@@ -17,20 +17,13 @@ use super::copy::Copier;
 use super::error::{NetbackError, RxDrop};
 use super::meta::{FrameMeta, is_ipv6};
 use super::ring::BackRing;
+use super::rxqueue::{Queued, RxQueue, RxSource};
 use super::vif::{Features, PollOutcome, VifStats};
 use crate::hal::{GrantOps, SharedMem};
 use crate::netif::rx::{NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
 use crate::netif::{ExtraInfo, ExtraKind, MAX_PACKET, PAGE_SIZE, RxRequest, RxResponse};
 use crate::xen::DomId;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-
-#[derive(Debug, Clone, Copy)]
-struct Queued {
-    buf: u16,
-    len: usize,
-    meta: FrameMeta,
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Slot {
@@ -40,38 +33,34 @@ enum Slot {
 
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
-    buf: u16,
-    len: usize,
+    frame: Queued,
     failed: bool,
 }
 
-/// RX ring state, the frame queue and its buffers (allocated once).
+/// RX ring state and the frame queue with its buffers (allocated once).
 pub(crate) struct RxPath<B> {
     pub ring: BackRing,
-    bufs: Vec<B>,
-    free: Vec<u16>,
-    queue: VecDeque<Queued>,
+    queue: RxQueue<B>,
     inflight: Vec<InFlight>,
     slots: Vec<Slot>,
     pub copier: Copier,
 }
 
 impl<B: PacketBuf> RxPath<B> {
-    pub fn new(ring: BackRing, bufs: Vec<B>) -> Self {
-        let n = bufs.len();
+    /// A path whose queue holds at most `budget` bytes in `bufs`.
+    pub fn new(ring: BackRing, bufs: Vec<B>, budget: usize) -> Self {
         Self {
             ring,
-            free: (0..n as u16).rev().collect(),
-            bufs,
-            queue: VecDeque::with_capacity(n),
-            inflight: Vec::with_capacity(n),
+            queue: RxQueue::new(bufs, budget),
+            // A poll places at most one frame per ring slot.
+            inflight: Vec::with_capacity(super::ring::RING_SIZE as usize),
             slots: Vec::with_capacity(super::ring::RING_SIZE as usize),
             copier: Copier::new(),
         }
     }
 
     pub fn into_bufs(self) -> Vec<B> {
-        self.bufs
+        self.queue.into_bufs()
     }
 
     /// Frames waiting for guest buffers.
@@ -79,14 +68,24 @@ impl<B: PacketBuf> RxPath<B> {
         self.queue.len()
     }
 
+    /// Bytes charged for the frames waiting.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
+    }
+
+    /// Bytes the queue may hold.
+    pub fn budget(&self) -> usize {
+        self.queue.budget()
+    }
+
     /// Largest frame this path can take.
     pub fn max_frame(&self, f: &Features) -> usize {
-        let cap = self.bufs.first().map_or(0, |b| b.capacity()).min(MAX_PACKET);
+        let cap = self.queue.buf_capacity().min(MAX_PACKET);
         if f.sg { cap } else { cap.min(PAGE_SIZE) }
     }
 
-    /// Copies `frame` into a free buffer and queues it.
-    pub fn enqueue(&mut self, frame: &[u8], meta: FrameMeta, f: &Features) -> Result<(), RxDrop> {
+    /// Copies `frame` into the queue, charged to `source`.
+    pub fn enqueue(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta, f: &Features) -> Result<(), RxDrop> {
         let len = frame.len();
         if len == 0 || len > self.max_frame(&Features { sg: true, ..*f }) {
             return Err(RxDrop::BadLength(len));
@@ -106,15 +105,7 @@ impl<B: PacketBuf> RxPath<B> {
         if meta.csum_blank && !(if is_ipv6(frame) { f.ipv6_csum_offload } else { f.ipv4_csum_offload }) {
             return Err(RxDrop::CsumNotNegotiated);
         }
-        let Some(i) = self.free.pop() else { return Err(RxDrop::QueueFull) };
-        let Some(buf) = self.bufs.get_mut(usize::from(i)) else { return Err(RxDrop::QueueFull) };
-        buf.with_bytes_mut(len, |b| {
-            if let Some(src) = frame.get(..b.len()) {
-                b.copy_from_slice(src);
-            }
-        });
-        self.queue.push_back(Queued { buf: i, len, meta });
-        Ok(())
+        self.queue.push(source, frame, meta)
     }
 
     /// Moves up to `budget` queued frames into the guest's posted buffers.
@@ -129,7 +120,7 @@ impl<B: PacketBuf> RxPath<B> {
         let mut out = PollOutcome::default();
         let mut fatal = None;
         let mut frames = 0;
-        while let Some(q) = self.queue.front().copied() {
+        while let Some(q) = self.queue.front() {
             if frames >= budget {
                 out.more = true;
                 break;
@@ -147,7 +138,7 @@ impl<B: PacketBuf> RxPath<B> {
                     break;
                 }
             }
-            self.queue.pop_front();
+            self.queue.pop();
             self.place(mem, frontend, q, data_slots, need);
             frames += 1;
             out.progress = true;
@@ -161,7 +152,7 @@ impl<B: PacketBuf> RxPath<B> {
     /// queues the copies of frame `q`.
     fn place(&mut self, mem: &dyn SharedMem, frontend: DomId, q: Queued, data_slots: u32, need: u32) {
         let frame = self.inflight.len() as u16;
-        self.inflight.push(InFlight { buf: q.buf, len: q.len, failed: false });
+        self.inflight.push(InFlight { frame: q, failed: false });
         let mut csum = 0;
         if q.meta.csum_blank {
             csum = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
@@ -192,8 +183,8 @@ impl<B: PacketBuf> RxPath<B> {
             }
             let mut rsp = RxResponse { id: req.id, offset: 0, flags, status: n as i16 };
             let tag = self.slots.len() as u16;
-            let queued = match self.bufs.get(usize::from(q.buf)) {
-                Some(buf) => self.copier.to_guest(tag, buf, off, frontend, req.gref, 0, n).is_ok(),
+            let queued = match self.queue.buf(&q) {
+                Some(buf) => self.copier.to_guest(tag, buf, q.off + off, frontend, req.gref, 0, n).is_ok(),
                 None => false,
             };
             if !queued {
@@ -208,7 +199,7 @@ impl<B: PacketBuf> RxPath<B> {
         self.ring.consume(need);
     }
 
-    /// Issues the copies, writes the responses, frees the buffers.
+    /// Issues the copies, writes the responses, frees the frames' bytes.
     fn complete(&mut self, mem: &dyn SharedMem, gnt: &dyn GrantOps, stats: &mut VifStats) {
         let (slots, inflight) = (&mut self.slots, &mut self.inflight);
         self.copier.flush(gnt, |tag, _e| {
@@ -231,9 +222,9 @@ impl<B: PacketBuf> RxPath<B> {
                 stats.to_guest.errors += 1;
             } else {
                 stats.to_guest.packets += 1;
-                stats.to_guest.bytes += f.len as u64;
+                stats.to_guest.bytes += f.frame.len as u64;
             }
-            self.free.push(f.buf);
+            self.queue.release(&f.frame);
         }
         self.slots.clear();
         self.inflight.clear();

@@ -20,6 +20,7 @@ use super::mcast::McastFilter;
 use super::meta::{FrameMeta, GsoKind};
 use super::ring::BackRing;
 use super::rx::RxPath;
+use super::rxqueue::{MIN_RX_BUFFERS_PER_QUEUE, RX_BUFFERS_PER_VIF, RX_QUEUE_BYTES, RxSource};
 use super::tx::{TxEnv, TxPath};
 use crate::drivers::port::{DirStats, PortStats};
 use crate::hal::{GrantOps, SharedMem};
@@ -64,22 +65,45 @@ pub struct VifConfig {
     pub tx_batch: usize,
     /// TX packets per `poll_tx`, so one vif cannot starve the others.
     pub tx_budget: usize,
-    /// Frames queued for the guest at most (XSA-392).
-    pub rx_queue_len: usize,
+    /// Packet buffers per queue that hold the frames queued for the guest
+    /// (packed: a buffer holds many frames).
+    pub rx_buffers: usize,
+    /// Bytes queued for the guest per queue at most (Linux netback's
+    /// `rx_queue_max`; XSA-392), within what `rx_buffers` hold. Each
+    /// source gets a fair share of it (see `rxqueue`).
+    pub rx_queue_bytes: usize,
     /// RX frames per `poll_rx`.
     pub rx_budget: usize,
 }
 
 impl VifConfig {
-    /// Defaults: batch 32, budgets 64, queue 64.
+    /// Defaults: batch 32, budgets 64, 8 RX buffers and a 512 KiB RX queue.
     pub fn new(frontend: DomId, mac: [u8; 6], features: Features) -> Self {
-        Self { frontend, mac, features, tx_batch: 32, tx_budget: 64, rx_queue_len: 64, rx_budget: 64 }
+        Self {
+            frontend,
+            mac,
+            features,
+            tx_batch: 32,
+            tx_budget: 64,
+            rx_buffers: MIN_RX_BUFFERS_PER_QUEUE,
+            rx_queue_bytes: RX_QUEUE_BYTES,
+            rx_budget: 64,
+        }
+    }
+
+    /// Sizes the RX queues of a vif with `queues` queues and buffers of
+    /// `buf_capacity` bytes: [`RX_BUFFERS_PER_VIF`] spread over the
+    /// queues (at least [`MIN_RX_BUFFERS_PER_QUEUE`] each), every byte of
+    /// them usable by the queue.
+    pub fn size_rx(&mut self, queues: usize, buf_capacity: usize) {
+        self.rx_buffers = (RX_BUFFERS_PER_VIF / queues.max(1)).max(MIN_RX_BUFFERS_PER_QUEUE);
+        self.rx_queue_bytes = self.rx_buffers.saturating_mul(buf_capacity);
     }
 
     /// Buffers `Vif::new` takes from the pool, per queue (the RX queue's;
     /// TX staging buffers are lent to `poll_tx` and shared by all vifs).
     pub fn buffers_needed(&self) -> usize {
-        self.rx_queue_len
+        self.rx_buffers
     }
 }
 
@@ -113,8 +137,13 @@ pub struct VifStats {
     /// packets dropped as bad (answered NETIF_RSP_ERROR).
     pub from_guest: DirStats,
     /// Frames for the guest: copied packets and bytes; `drops` counts frames
-    /// refused by `enqueue_rx`; `errors` frames whose copy failed.
+    /// refused by `enqueue_rx` (all reasons); `errors` frames whose copy failed.
     pub to_guest: DirStats,
+    /// Frames for the guest refused because the RX queue's bytes were used up.
+    pub rx_queue_full: u64,
+    /// Frames for the guest refused because their source held its fair
+    /// share of the RX queue.
+    pub rx_over_share: u64,
     /// The last TX drop reason.
     pub last_tx_drop: Option<TxDrop>,
     /// The last RX drop reason.
@@ -255,14 +284,14 @@ impl<B: PacketBuf> Vif<B> {
         rings: Vec<QueueRings>,
         pool: &mut P,
     ) -> Result<Self, VifError> {
-        if cfg.tx_batch == 0 || cfg.tx_budget == 0 || cfg.rx_queue_len == 0 || cfg.rx_budget == 0 {
+        if [cfg.tx_batch, cfg.tx_budget, cfg.rx_buffers, cfg.rx_queue_bytes, cfg.rx_budget].contains(&0) {
             return Err(VifError::BadConfig);
         }
         if rings.is_empty() || rings.len() > MAX_QUEUES {
             return Err(VifError::BadQueueCount(rings.len()));
         }
-        if cfg.rx_queue_len > usize::from(u16::MAX) || cfg.tx_batch > usize::from(u16::MAX) {
-            return Err(VifError::TooManyBuffers(cfg.rx_queue_len.max(cfg.tx_batch)));
+        if cfg.rx_buffers > usize::from(u16::MAX) || cfg.tx_batch > usize::from(u16::MAX) {
+            return Err(VifError::TooManyBuffers(cfg.rx_buffers.max(cfg.tx_batch)));
         }
         let per_queue = cfg.buffers_needed();
         let mut got = take_buffers(pool, per_queue * rings.len())?;
@@ -271,7 +300,7 @@ impl<B: PacketBuf> Vif<B> {
             let rest = got.split_off(per_queue);
             let rx_bufs = core::mem::replace(&mut got, rest);
             let tx = TxPath::new(BackRing::attach(&*tx_mem, TX_ENTRY_SIZE));
-            let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs);
+            let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs, cfg.rx_queue_bytes);
             queues.push(Queue { tx_mem, rx_mem, tx, rx });
         }
         Ok(Self { cfg, queues, mcast: McastFilter::new(), stats: VifStats::default(), disabled: None })
@@ -354,22 +383,38 @@ impl<B: PacketBuf> Vif<B> {
         out
     }
 
-    /// Queues a frame for the guest on the queue its flow hashes to; false
-    /// (and counted) when refused.
+    /// Queues a frame of unknown source for the guest (see `enqueue_rx_from`).
     pub fn enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> bool {
-        self.try_enqueue_rx(frame, meta).is_ok()
+        self.try_enqueue_rx_from(RxSource::UNKNOWN, frame, meta).is_ok()
     }
 
     /// As `enqueue_rx`, with the reason for a refusal.
     pub fn try_enqueue_rx(&mut self, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
+        self.try_enqueue_rx_from(RxSource::UNKNOWN, frame, meta)
+    }
+
+    /// Queues a frame from `source` (its switch ingress port) for the
+    /// guest on the queue its flow hashes to; false (and counted) when
+    /// refused.
+    pub fn enqueue_rx_from(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta) -> bool {
+        self.try_enqueue_rx_from(source, frame, meta).is_ok()
+    }
+
+    /// As `enqueue_rx_from`, with the reason for a refusal.
+    pub fn try_enqueue_rx_from(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
         let q = self.rx_queue_for(frame);
         let r = match (&self.disabled, self.queues.get_mut(q)) {
-            (None, Some(queue)) => queue.rx.enqueue(frame, meta, &self.cfg.features),
+            (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, &self.cfg.features),
             _ => Err(RxDrop::Disabled),
         };
         if let Err(d) = r {
             self.stats.to_guest.drops += 1;
             self.stats.last_rx_drop = Some(d);
+            match d {
+                RxDrop::QueueFull => self.stats.rx_queue_full += 1,
+                RxDrop::OverShare { .. } => self.stats.rx_over_share += 1,
+                _ => {}
+            }
         }
         r
     }
@@ -386,6 +431,16 @@ impl<B: PacketBuf> Vif<B> {
     /// Frames queued for the guest, all queues.
     pub fn rx_queued(&self) -> usize {
         self.queues.iter().map(|q| q.rx.queued()).sum()
+    }
+
+    /// Bytes charged for the frames queued for the guest, all queues.
+    pub fn rx_queued_bytes(&self) -> usize {
+        self.queues.iter().map(|q| q.rx.queued_bytes()).sum()
+    }
+
+    /// Bytes each RX queue may hold.
+    pub fn rx_queue_budget(&self) -> usize {
+        self.queues.first().map_or(0, |q| q.rx.budget())
     }
 
     /// Copies frames queued on queue `q` into the guest's posted RX buffers.

@@ -27,7 +27,10 @@ struct Plan {
     count: usize,
 }
 
-fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, OffloadError> {
+/// Checks what does not depend on the egress port: the frame is at most
+/// [`MAX_FRAME`], a TCP segment of the IP version `gso.kind` names, and
+/// cuts into 1 to [`MAX_SEGMENTS`] segments of a non-zero MSS.
+fn check(frame: &[u8], gso: Gso) -> Result<Plan, OffloadError> {
     if frame.len() > MAX_FRAME {
         return Err(OffloadError::TooLarge(frame.len()));
     }
@@ -46,6 +49,20 @@ fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, 
     if count > MAX_SEGMENTS {
         return Err(OffloadError::TooManySegments(count));
     }
+    Ok(Plan { h, hdr_len, payload, mss, count })
+}
+
+/// Checks a GSO frame as it enters the switch (Linux netback's
+/// `checksum_setup` plus the GSO type and size checks): its headers must
+/// parse as the TCP segment its metadata names, cut into a bounded number
+/// of segments. Returns the number of segments.
+pub fn validate(frame: &[u8], gso: Gso) -> Result<usize, OffloadError> {
+    check(frame, gso).map(|p| p.count)
+}
+
+fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, OffloadError> {
+    let p = check(frame, gso)?;
+    let Plan { hdr_len, payload, mss, .. } = p;
     let biggest = hdr_len + payload.min(mss);
     if biggest > max_len {
         return Err(OffloadError::Oversize { len: biggest, max: max_len });
@@ -53,7 +70,7 @@ fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, 
     if biggest > scratch {
         return Err(OffloadError::ScratchTooSmall { need: biggest, have: scratch });
     }
-    Ok(Plan { h, hdr_len, payload, mss, count })
+    Ok(p)
 }
 
 fn put16(b: &mut [u8], at: usize, v: u16) {

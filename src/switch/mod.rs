@@ -97,6 +97,8 @@ pub enum Drop {
         /// The port's MAC.
         allowed: [u8; 6],
     },
+    /// GSO or partial-checksum metadata its headers do not back.
+    BadOffload(OffloadError),
 }
 
 /// How a frame was forwarded.
@@ -121,6 +123,8 @@ pub struct Decision {
     pub route: Route,
     /// Egress ports (never the ingress port).
     pub targets: PortSet,
+    /// The frame's metadata as checked at ingress (`offload::validate`).
+    pub meta: FrameMeta,
 }
 
 /// The ports' side of forwarding, implemented by the kernel's wiring.
@@ -274,17 +278,21 @@ impl Switch {
         let verdict = self.check(ingress, frame, meta);
         let Some(p) = self.port_mut(ingress) else { return Err(Drop::UnknownPort(ingress)) };
         let c = &mut p.counters;
-        if let Err(e) = verdict {
-            c.rx_drops += 1;
-            match e {
-                Drop::Runt(_) => c.rx_runts += 1,
-                Drop::Oversize(_) => c.rx_oversize += 1,
-                Drop::BadSource(_) => c.bad_src += 1,
-                Drop::Spoofed { .. } => c.spoofed += 1,
-                Drop::UnknownPort(_) | Drop::Disabled => {}
+        let meta = match verdict {
+            Ok(m) => m,
+            Err(e) => {
+                c.rx_drops += 1;
+                match e {
+                    Drop::Runt(_) => c.rx_runts += 1,
+                    Drop::Oversize(_) => c.rx_oversize += 1,
+                    Drop::BadSource(_) => c.bad_src += 1,
+                    Drop::Spoofed { .. } => c.spoofed += 1,
+                    Drop::BadOffload(_) => c.rx_bad_offload += 1,
+                    Drop::UnknownPort(_) | Drop::Disabled => {}
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         c.rx_packets += 1;
         c.rx_bytes += frame.len() as u64;
         let (dst, src) = (mac_at(frame, 0), mac_at(frame, 6));
@@ -336,10 +344,11 @@ impl Switch {
         {
             p.counters.rx_flooded += 1;
         }
-        Ok(Decision { route, targets })
+        Ok(Decision { route, targets, meta })
     }
 
-    fn check(&self, ingress: PortId, frame: &[u8], meta: &FrameMeta) -> Result<(), Drop> {
+    /// Checks an ingress frame; returns its metadata as it is forwarded.
+    fn check(&self, ingress: PortId, frame: &[u8], meta: &FrameMeta) -> Result<FrameMeta, Drop> {
         let p = self.port(ingress).ok_or(Drop::UnknownPort(ingress))?;
         if !p.enabled {
             return Err(Drop::Disabled);
@@ -355,10 +364,12 @@ impl Switch {
         if is_multicast(&src) || src == [0; 6] {
             return Err(Drop::BadSource(src));
         }
-        match p.cfg.allowed_src {
-            Some(allowed) if allowed != src => Err(Drop::Spoofed { src, allowed }),
-            _ => Ok(()),
+        if let Some(allowed) = p.cfg.allowed_src
+            && allowed != src
+        {
+            return Err(Drop::Spoofed { src, allowed });
         }
+        offload::validate(frame, meta).map_err(Drop::BadOffload)
     }
 
     /// Sends one frame out of `port`, adapted to its capabilities, and
@@ -410,7 +421,7 @@ impl Switch {
     ) -> Result<Decision, Drop> {
         let d = self.decide(ingress, frame, meta, now_ns, |p, g| egress.wants_multicast(p, g))?;
         for port in d.targets.iter() {
-            let _ = self.output(port, frame, meta, egress);
+            let _ = self.output(port, frame, &d.meta, egress);
         }
         Ok(d)
     }

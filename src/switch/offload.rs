@@ -86,6 +86,33 @@ pub fn complete_checksum(frame: &mut [u8]) -> Result<Headers, OffloadError> {
     Ok(h)
 }
 
+/// Checks an ingress frame's offload metadata against its headers, as
+/// Linux netback's `checksum_setup` does for what a guest transmits, and
+/// returns the metadata the switch forwards it with. A GSO frame must pass
+/// [`gso::validate`] and is always partial (a frontend that sends GSO
+/// without `csum_blank` is fixed up as Linux does; segmentation rewrites
+/// the checksum field either way). A partial frame must be TCP or UDP over
+/// IPv4/IPv6 whose checksum field lies inside the datagram. Other frames
+/// are not looked at.
+pub fn validate(frame: &[u8], meta: &FrameMeta) -> Result<FrameMeta, OffloadError> {
+    if let Some(g) = meta.gso {
+        gso::validate(frame, g)?;
+        return Ok(FrameMeta { csum: Csum::Partial, gso: Some(g) });
+    }
+    if meta.csum == Csum::Partial {
+        if frame.len() > MAX_FRAME {
+            return Err(OffloadError::TooLarge(frame.len()));
+        }
+        let h = headers::parse(frame)?;
+        // The parser bounds the L4 header by the datagram; a checksum
+        // field outside it would make the receiver write past the data.
+        if h.csum_field() + 2 > h.end() {
+            return Err(OffloadError::Header(HeaderError::BadL4Length(h.l4_len)));
+        }
+    }
+    Ok(*meta)
+}
+
 /// Largest frame a port with IP MTU `mtu` takes for `frame`: header, one
 /// VLAN tag when the frame has one.
 pub fn max_frame(mtu: u16, frame: &[u8]) -> usize {

@@ -25,6 +25,8 @@ pub struct PortCounters {
     pub spoofed: u64,
     /// ... with a multicast or all-zero source MAC.
     pub bad_src: u64,
+    /// ... whose GSO or partial-checksum metadata its headers do not back.
+    pub rx_bad_offload: u64,
     /// Accepted frames that were flooded (broadcast, multicast, unknown unicast).
     pub rx_flooded: u64,
     /// Frames delivered to the port (each GSO segment counts).
@@ -67,7 +69,7 @@ pub struct SwitchCounters {
 
 impl PortCounters {
     /// `(key, value)` pairs in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 16] {
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
         [
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
@@ -76,6 +78,7 @@ impl PortCounters {
             ("rx_oversize", self.rx_oversize),
             ("spoofed", self.spoofed),
             ("bad_src", self.bad_src),
+            ("rx_bad_offload", self.rx_bad_offload),
             ("rx_flooded", self.rx_flooded),
             ("tx_packets", self.tx_packets),
             ("tx_bytes", self.tx_bytes),
@@ -109,7 +112,7 @@ pub fn xenstore_key(name: &str) -> String {
 }
 
 /// Help text of each per-port counter, in [`PortCounters::fields`] order.
-const PORT_HELP: [&str; 16] = [
+const PORT_HELP: [&str; 17] = [
     "Frames accepted from the port.",
     "Bytes accepted from the port.",
     "Frames from the port dropped at ingress.",
@@ -117,6 +120,7 @@ const PORT_HELP: [&str; 16] = [
     "Frames from the port longer than its MTU.",
     "Frames from the port with a source MAC not its own.",
     "Frames from the port with a multicast or zero source MAC.",
+    "Frames from the port whose GSO or checksum offload its headers do not back.",
     "Frames from the port flooded to all ports.",
     "Frames delivered to the port.",
     "Bytes delivered to the port.",
