@@ -1,6 +1,11 @@
 //! Running as a Xen domain: identity from xenstore, `control/shutdown`
 //! handling, the PV console, and a xenstore round-trip service used by tests
 //! (`data/xvif-ping` is echoed to `data/xvif-pong`).
+//!
+//! Start-up waits for xenstored; the main loop never does: watch events
+//! only record work, reads are submitted and their replies taken on a later
+//! turn, writes are sent without waiting, and the xenbus backend does a
+//! bounded share of its work per turn.
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
@@ -8,14 +13,18 @@ use crate::dataplane::DataPlane;
 use crate::net::NicDev;
 use crate::platform::{self, exit, xen};
 use crate::timer::{Nanos, Progress, Task};
+use crate::xen::xenstore::client::{DEFAULT_TIMEOUT_NS, MAX_WATCH_EVENTS};
 use crate::xen::xenstore::{Client, XsError, XsIo};
 use crate::xenbus::Backend;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use log::{info, warn};
 
 const TOKEN_SHUTDOWN: &str = "shutdown";
 const TOKEN_PING: &str = "ping";
+const SHUTDOWN_PATH: &str = "control/shutdown";
+const PING_PATH: &str = "data/xvif-ping";
 
 /// The Xen side of the kernel, polled by the main loop.
 pub struct XenHost {
@@ -31,6 +40,55 @@ pub struct XenHost {
     next_publish: Nanos,
     /// What was last written under `data/`, by path.
     published: BTreeMap<String, String>,
+    shutdown: Lookup,
+    ping: Lookup,
+    /// `xs.stats.events_dropped` when we last looked.
+    seen_dropped: u64,
+}
+
+/// A read of one node that a watch asked for, submitted without waiting.
+#[derive(Default)]
+struct Lookup {
+    /// The request out and when to give up on it.
+    out: Option<(u32, Nanos)>,
+    /// Asked again while a read was out: read once more after it.
+    again: bool,
+}
+
+impl Lookup {
+    /// Reads `path` now, or once more after the read that is out.
+    fn want(&mut self, xs: &mut Client, path: &str, now: Nanos) {
+        if self.out.is_some() {
+            self.again = true;
+            return;
+        }
+        match xs.submit_read(path) {
+            Ok(id) => self.out = Some((id, now.saturating_add(DEFAULT_TIMEOUT_NS))),
+            Err(e) => warn!("xenstore: reading {path}: {e}"),
+        }
+    }
+
+    /// The reply once it came; `Ok(None)` for a missing node.
+    fn take(&mut self, xs: &mut Client, path: &str, now: Nanos) -> Option<Result<Option<Vec<u8>>, XsError>> {
+        let (id, deadline) = self.out?;
+        let r = match xs.poll_reply(id) {
+            Some(r) => r,
+            None if now > deadline => {
+                xs.cancel(id);
+                Err(XsError::Timeout { ty: crate::xen::xenstore::MsgType::Read })
+            }
+            None => return None,
+        };
+        self.out = None;
+        if core::mem::take(&mut self.again) {
+            self.want(xs, path, now);
+        }
+        Some(match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_enoent() => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
 }
 
 /// How often counters and resources are published under `data/xvif`.
@@ -55,8 +113,8 @@ impl XenHost {
         if back != b"ready" {
             return Err(XsError::BadReply("data/xvif-status did not read back"));
         }
-        xs.watch(&io, "control/shutdown", TOKEN_SHUTDOWN)?;
-        xs.watch(&io, "data/xvif-ping", TOKEN_PING)?;
+        xs.watch(&io, SHUTDOWN_PATH, TOKEN_SHUTDOWN)?;
+        xs.watch(&io, PING_PATH, TOKEN_PING)?;
         let home = alloc::format!("/local/domain/{domid}");
         let backend = match Backend::start_with_queues(&mut xs, &io, &home, cfg.queues) {
             Ok(b) => Some(b),
@@ -66,21 +124,30 @@ impl XenHost {
             }
         };
         let net = DataPlane::new(cfg, domid, nic.take(), platform::time::now_ns());
-        Ok(Self { io, xs, domid, name, backend, net, next_publish: 0, published: BTreeMap::new() })
+        let seen_dropped = xs.stats.events_dropped;
+        Ok(Self {
+            io,
+            xs,
+            domid,
+            name,
+            backend,
+            net,
+            next_publish: 0,
+            published: BTreeMap::new(),
+            shutdown: Lookup::default(),
+            ping: Lookup::default(),
+            seen_dropped,
+        })
     }
 
-    fn on_shutdown(&mut self) -> Result<(), XsError> {
-        let req = match self.xs.read_str(&self.io, 0, "control/shutdown") {
-            Ok(v) => v,
-            Err(e) if e.is_enoent() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let req = req.trim_end_matches('\0');
+    fn on_shutdown(&mut self, req: &[u8]) -> Result<(), XsError> {
+        let req = core::str::from_utf8(req).unwrap_or("?").trim_end_matches('\0');
         if req.is_empty() {
             return Ok(());
         }
         // Acknowledge, as the toolstack expects, then act.
-        self.xs.write(&self.io, 0, "control/shutdown", b"")?;
+        self.xs.write_nowait(&self.io, "control/shutdown", b"")?;
+        let _ = self.xs.flush(&self.io);
         match req {
             "poweroff" | "halt" => {
                 info!("xen: shutdown requested ({req}): powering off");
@@ -96,16 +163,11 @@ impl XenHost {
         Ok(())
     }
 
-    fn on_ping(&mut self) -> Result<(), XsError> {
-        let v = match self.xs.read(&self.io, 0, "data/xvif-ping") {
-            Ok(v) => v,
-            Err(e) if e.is_enoent() => return Ok(()),
-            Err(e) => return Err(e),
-        };
+    fn on_ping(&mut self, v: &[u8]) -> Result<(), XsError> {
         if v.is_empty() {
             return Ok(());
         }
-        let shown = String::from_utf8_lossy(v.get(..200).unwrap_or(&v));
+        let shown = String::from_utf8_lossy(v.get(..200).unwrap_or(v));
         info!(
             "xenstore watch: data/xvif-ping = '{}'{} ({} bytes; irqs {}, upcalls {})",
             shown,
@@ -114,7 +176,23 @@ impl XenHost {
             platform::idt::irq_count(),
             xen::upcalls()
         );
-        self.xs.write(&self.io, 0, "data/xvif-pong", &v)
+        self.xs.write_nowait(&self.io, "data/xvif-pong", v)
+    }
+
+    /// Acts on the replies to the reads the watches asked for.
+    fn take_lookups(&mut self, now: Nanos) {
+        if let Some(r) = self.shutdown.take(&mut self.xs, SHUTDOWN_PATH, now) {
+            match r.and_then(|v| v.map_or(Ok(()), |v| self.on_shutdown(&v))) {
+                Ok(()) => {}
+                Err(e) => warn!("xenstore {SHUTDOWN_PATH}: {e}"),
+            }
+        }
+        if let Some(r) = self.ping.take(&mut self.xs, PING_PATH, now) {
+            match r.and_then(|v| v.map_or(Ok(()), |v| self.on_ping(&v))) {
+                Ok(()) => {}
+                Err(e) => warn!("xenstore {PING_PATH}: {e}"),
+            }
+        }
     }
 }
 
@@ -140,28 +218,35 @@ impl Task for XenHost {
             }
         };
         let mut busy = fired || store_kick || moved;
-        // Bounded per poll; the queue itself is bounded too.
-        for _ in 0..32 {
+        // Events only record work, so the whole (bounded) queue is taken.
+        for _ in 0..MAX_WATCH_EVENTS {
             let Some(ev) = self.xs.next_event() else { break };
             busy = true;
             if Backend::owns_token(&ev.token) {
                 if let Some(b) = self.backend.as_mut() {
-                    b.handle_event(&mut self.xs, &self.io, &ev, &mut self.net);
+                    b.handle_event(&ev);
                 }
                 continue;
             }
-            let r = match ev.token.as_str() {
-                TOKEN_SHUTDOWN => self.on_shutdown(),
-                TOKEN_PING => self.on_ping(),
-                _ => Ok(()),
-            };
-            if let Err(e) = r {
-                warn!("xenstore watch {}: {e}", ev.path);
+            match ev.token.as_str() {
+                TOKEN_SHUTDOWN if ev.path.ends_with(SHUTDOWN_PATH) => {
+                    self.shutdown.want(&mut self.xs, SHUTDOWN_PATH, now)
+                }
+                TOKEN_PING if ev.path.ends_with(PING_PATH) => self.ping.want(&mut self.xs, PING_PATH, now),
+                _ => {}
             }
         }
-        if let Some(b) = self.backend.as_mut() {
-            b.finish(&mut self.xs, &self.io, &mut self.net);
+        // Dropped events may have been ours: look again.
+        if self.xs.stats.events_dropped != self.seen_dropped {
+            self.seen_dropped = self.xs.stats.events_dropped;
+            self.shutdown.want(&mut self.xs, SHUTDOWN_PATH, now);
+            self.ping.want(&mut self.xs, PING_PATH, now);
         }
+        self.take_lookups(now);
+        if let Some(b) = self.backend.as_mut() {
+            busy |= b.poll(&mut self.xs, &self.io, &mut self.net);
+        }
+        let _ = self.xs.flush(&self.io);
         busy |= self.net.poll(now);
         if now >= self.next_publish {
             self.next_publish = now + PUBLISH_NS;

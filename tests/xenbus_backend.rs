@@ -2,138 +2,11 @@
 //! xenstore playing the toolstack and the frontend.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
-use xvif::testing::xenstore::FakeXenstore;
-use xvif::xen::xenstore::{Client, XsIo};
-use xvif::xen::{DomId, EvtchnPort, GrantRef};
-use xvif::xenbus::backend::{Backend, EventChannels, FrontendInfo, MAX_DEVICES, QueueInfo, VifHost, VifId};
+mod xenbus_common;
 
-const ME: u16 = 1;
-const BE_ROOT: &str = "/local/domain/1/backend/vif";
-
-#[derive(Default)]
-struct Host {
-    connected: Vec<(VifId, [u8; 6], FrontendInfo)>,
-    disconnected: Vec<VifId>,
-    fail_connect: bool,
-}
-
-impl VifHost for Host {
-    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
-        if self.fail_connect {
-            return Err("no grant mapping space".into());
-        }
-        self.connected.push((id, mac, fe.clone()));
-        Ok(())
-    }
-    fn disconnect(&mut self, id: VifId) {
-        self.disconnected.push(id);
-    }
-}
-
-struct World {
-    xs: FakeXenstore,
-    c: Client,
-    be: Backend,
-    host: Host,
-}
-
-impl World {
-    fn new() -> Self {
-        let xs = FakeXenstore::new(ME);
-        let mut c = Client::new();
-        let be = Backend::start(&mut c, &xs, "/local/domain/1").unwrap();
-        let mut w = World { xs, c, be, host: Host::default() };
-        w.settle();
-        w
-    }
-
-    /// Lets the removal grace period pass.
-    fn after_grace(&mut self) {
-        self.xs.advance(xvif::xenbus::backend::REMOVE_GRACE_NS + 1);
-        self.settle();
-    }
-
-    /// Delivers watch events until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..100 {
-            self.xs.serve();
-            let _ = self.c.pump(self.xs.mem());
-            let mut any = false;
-            while let Some(ev) = self.c.next_event() {
-                any = true;
-                if Backend::owns_token(&ev.token) {
-                    self.be.handle_event(&mut self.c, &self.xs, &ev, &mut self.host);
-                }
-            }
-            self.be.finish(&mut self.c, &self.xs, &mut self.host);
-            if !any {
-                return;
-            }
-        }
-        panic!("watch events did not settle");
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        self.xs.get(path).map(|v| String::from_utf8_lossy(&v).into_owned())
-    }
-
-    /// What the toolstack writes for `vif=['backend=xvif,mac=...']`.
-    fn toolstack_add(&mut self, fe: u16, devid: u32, mac: &str) {
-        let be = format!("{BE_ROOT}/{fe}/{devid}");
-        let fep = format!("/local/domain/{fe}/device/vif/{devid}");
-        for (k, v) in [
-            ("frontend", fep.as_str()),
-            ("frontend-id", &fe.to_string()),
-            ("online", "1"),
-            ("mac", mac),
-            ("handle", &devid.to_string()),
-            ("type", "vif"),
-            ("hotplug-status", ""),
-            ("state", "1"),
-        ] {
-            self.xs.set(&format!("{be}/{k}"), v.as_bytes(), 0);
-        }
-        for (k, v) in [("backend", be.as_str()), ("backend-id", "1"), ("state", "1"), ("mac", mac)] {
-            self.xs.set(&format!("{fep}/{k}"), v.as_bytes(), fe);
-        }
-        self.settle();
-    }
-
-    /// What Linux netfront writes to connect.
-    fn frontend_connect(&mut self, fe: u16, devid: u32, split: bool) {
-        let fep = format!("/local/domain/{fe}/device/vif/{devid}");
-        let mut keys = vec![
-            ("tx-ring-ref", "8"),
-            ("rx-ring-ref", "9"),
-            ("request-rx-copy", "1"),
-            ("feature-rx-notify", "1"),
-            ("feature-sg", "1"),
-            ("feature-gso-tcpv4", "1"),
-            ("feature-gso-tcpv6", "1"),
-            ("feature-ipv6-csum-offload", "1"),
-            ("multi-queue-num-queues", "1"),
-        ];
-        if split {
-            keys.push(("event-channel-tx", "7"));
-            keys.push(("event-channel-rx", "6"));
-        } else {
-            keys.push(("event-channel", "5"));
-        }
-        for (k, v) in keys {
-            self.xs.set(&format!("{fep}/{k}"), v.as_bytes(), fe);
-        }
-        self.xs.set(&format!("{fep}/state"), b"4", fe);
-        self.settle();
-    }
-
-    fn be_state(&self, fe: u16, devid: u32) -> Option<String> {
-        self.get(&format!("{BE_ROOT}/{fe}/{devid}/state"))
-    }
-}
-
-fn id(fe: u16, devid: u32) -> VifId {
-    VifId { frontend: DomId(fe), devid }
-}
+use xenbus_common::*;
+use xvif::xen::{EvtchnPort, GrantRef};
+use xvif::xenbus::backend::{EventChannels, MAX_DEVICES, QueueInfo};
 
 #[test]
 fn full_handshake_connects_with_split_channels() {
@@ -342,11 +215,7 @@ fn multi_queue_frontend_missing_a_queue_key_fails() {
 
 #[test]
 fn max_queues_is_configurable() {
-    let xs = FakeXenstore::new(ME);
-    let mut c = Client::new();
-    let be = Backend::start_with_queues(&mut c, &xs, "/local/domain/1", 1).unwrap();
-    let mut w = World { xs, c, be, host: Host::default() };
-    w.settle();
+    let mut w = World::with_queues(1);
     w.toolstack_add(5, 0, "00:16:3e:00:00:05");
     assert_eq!(w.get(&format!("{BE_ROOT}/5/0/multi-queue-max-queues")).as_deref(), Some("1"));
     frontend_connect_queues(&mut w, 5, 2, None);

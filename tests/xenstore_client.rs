@@ -233,3 +233,66 @@ fn requests_in_flight_without_waiting_are_bounded() {
     }
     assert_eq!(sent, limit);
 }
+
+#[test]
+fn submitted_requests_are_collected_on_a_later_turn() {
+    let (xs, mut c) = setup();
+    let silent = Silent(&xs);
+    let mem = xvif::xen::xenstore::XsIo::mem(&xs);
+    let a = c.submit_read("domid").unwrap();
+    let b = c.submit_read("data/missing").unwrap();
+    c.flush(&silent).unwrap();
+    assert_eq!(c.poll_reply(a), None, "not answered yet");
+    xs.serve();
+    c.pump(mem).unwrap();
+    assert!(c.poll_reply(b).unwrap().unwrap_err().is_enoent());
+    assert_eq!(c.poll_reply(a), Some(Ok(b"5".to_vec())));
+    assert!(c.poll_reply(a).unwrap().is_err(), "an id is answered once");
+    // A cancelled request's reply is dropped when it comes, not kept.
+    let x = c.submit_read("domid").unwrap();
+    c.flush(&silent).unwrap();
+    c.cancel(x);
+    xs.serve();
+    c.pump(mem).unwrap();
+    assert_eq!((c.tracked(), c.unacked(), c.stats.stray_replies), (0, 0, 0));
+    // A synchronous call in between still gets its own reply.
+    let y = c.submit_read("domid").unwrap();
+    assert_eq!(c.read(&xs, 0, "domid").unwrap(), b"5");
+    assert_eq!(c.poll_reply(y), Some(Ok(b"5".to_vec())));
+    // Bounded.
+    let limit = xvif::xen::xenstore::client::MAX_TRACKED;
+    let mut n = 0;
+    while c.submit_read("domid").is_ok() {
+        n += 1;
+        assert!(n <= limit, "no bound");
+    }
+    assert_eq!(n, limit);
+}
+
+#[test]
+fn exact_watches_keep_only_the_watched_node() {
+    let (xs, mut c) = setup();
+    let path = "/local/domain/5/data/state";
+    c.watch(&xs, path, "exact").unwrap();
+    c.filter_exact("exact", path).unwrap();
+    c.watch(&xs, "/local/domain/5/data/tree", "tree").unwrap();
+    while c.next_event().is_some() {}
+    for i in 0..400 {
+        xs.set(&format!("{path}/child{i}"), b"x", 5);
+    }
+    xs.set(path, b"4", 5);
+    xs.set("/local/domain/5/data/tree/leaf", b"x", 5);
+    for _ in 0..100 {
+        xs.serve();
+        c.pump(xvif::xen::xenstore::XsIo::mem(&xs)).unwrap();
+    }
+    assert_eq!(c.next_event(), Some(WatchEvent { path: path.into(), token: "exact".into() }));
+    assert_eq!(c.next_event().unwrap().path, "/local/domain/5/data/tree/leaf", "other watches keep children");
+    assert_eq!(c.next_event(), None);
+    assert_eq!((c.stats.events_filtered, c.stats.events_dropped), (400, 0));
+    c.unfilter("exact");
+    xs.set(&format!("{path}/late"), b"x", 5);
+    xs.serve();
+    c.pump(xvif::xen::xenstore::XsIo::mem(&xs)).unwrap();
+    assert_eq!(c.next_event().unwrap().path, format!("{path}/late"));
+}

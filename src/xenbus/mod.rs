@@ -3,7 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+mod batch;
+mod device;
+mod frontend;
+mod scan;
 pub mod state;
+pub mod vif;
 
 pub use backend::{Backend, EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
 pub use state::XenbusState;

@@ -1,19 +1,24 @@
 //! xenstore client over the shared ring page.
 //!
 //! `pump` moves bytes both ways without blocking and sorts what arrives into
-//! replies and watch events; `call` sends one request and waits (bounded) for
-//! its reply. Replies are validated; the watch-event queue is bounded
-//! (XSA-349) and overflow is counted. A stream the server corrupted cannot be
-//! resynchronised, so the client then refuses further use with a typed error.
+//! replies and watch events. Two ways to ask: `call` sends one request and
+//! waits (bounded) for its reply, for start-up and tests; `submit` sends one
+//! and `poll_reply` collects its answer on a later turn of the main loop,
+//! which never waits for xenstored. Replies are validated; the watch-event
+//! queue is bounded (XSA-349) and overflow is counted, so that consumers can
+//! rescan; events of a watch registered as exact are kept only for the
+//! watched node itself, not for the children another domain may create
+//! under it. A stream the server corrupted cannot be resynchronised, so the
+//! client then refuses further use with a typed error.
 #![forbid(unsafe_code)]
 
+pub use super::error::XsError;
 use super::wire::{self, HEADER_LEN, Header, MAX_PAYLOAD, MsgType, Perm, RING_SIZE};
 use crate::hal::SharedMem;
-use crate::xen::ring::{ByteRing, RingCorrupt};
-use alloc::collections::VecDeque;
+use crate::xen::ring::ByteRing;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
 
 /// Request ring (we produce) in `struct xenstore_domain_interface`.
 pub const REQ_RING: ByteRing = ByteRing { data: 0, size: RING_SIZE, cons: 2048, prod: 2052 };
@@ -27,6 +32,10 @@ const MAX_STRAY_REPLIES: usize = 16;
 /// Requests sent without waiting (`write_nowait`, `rm_nowait`) whose reply
 /// has not come back yet, at most.
 pub const MAX_UNACKED: usize = 256;
+/// Requests sent with `submit` whose reply has not been collected, at most.
+pub const MAX_TRACKED: usize = 256;
+/// Watches registered as exact, at most.
+pub const MAX_EXACT_WATCHES: usize = 1024;
 
 /// What the client needs from its environment.
 pub trait XsIo {
@@ -38,62 +47,6 @@ pub trait XsIo {
     fn wait(&self);
     /// Monotonic nanoseconds.
     fn now_ns(&self) -> u64;
-}
-
-/// xenstore errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum XsError {
-    /// The server answered XS_ERROR with this name (ENOENT, EACCES, EAGAIN, ...).
-    Server(String),
-    /// No reply within the deadline.
-    Timeout {
-        /// Request type.
-        ty: MsgType,
-    },
-    /// The reply had the wrong type.
-    UnexpectedReply {
-        /// What we sent.
-        sent: MsgType,
-        /// What came back.
-        got: MsgType,
-    },
-    /// A reply payload that does not parse.
-    BadReply(&'static str),
-    /// Ring indices or a header the server corrupted; the connection is dead.
-    Protocol(String),
-    /// Our own request is too long or malformed.
-    BadRequest(&'static str),
-}
-
-impl XsError {
-    /// True for the server's ENOENT.
-    pub fn is_enoent(&self) -> bool {
-        matches!(self, Self::Server(s) if s == "ENOENT")
-    }
-
-    /// True for EAGAIN (a transaction must be retried).
-    pub fn is_eagain(&self) -> bool {
-        matches!(self, Self::Server(s) if s == "EAGAIN")
-    }
-}
-
-impl fmt::Display for XsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Server(e) => write!(f, "xenstore error {e}"),
-            Self::Timeout { ty } => write!(f, "xenstore timeout waiting for {ty:?}"),
-            Self::UnexpectedReply { sent, got } => write!(f, "xenstore replied {got:?} to {sent:?}"),
-            Self::BadReply(w) => write!(f, "malformed xenstore reply: {w}"),
-            Self::Protocol(w) => write!(f, "xenstore protocol failure: {w}"),
-            Self::BadRequest(w) => write!(f, "bad xenstore request: {w}"),
-        }
-    }
-}
-
-impl From<RingCorrupt> for XsError {
-    fn from(e: RingCorrupt) -> Self {
-        Self::Protocol(alloc::format!("ring indices cons={} prod={} size={}", e.cons, e.prod, e.size))
-    }
 }
 
 /// A watch firing.
@@ -125,6 +78,8 @@ pub struct XsStats {
     pub stray_replies: u64,
     /// Error replies to requests sent without waiting.
     pub nowait_errors: u64,
+    /// Events of an exact watch for another node than the watched one.
+    pub events_filtered: u64,
 }
 
 /// The client state.
@@ -135,7 +90,12 @@ pub struct Client {
     next_req: u32,
     replies: VecDeque<Reply>,
     /// Ids of requests sent without waiting; their replies are dropped.
-    unacked: alloc::collections::BTreeSet<u32>,
+    unacked: BTreeSet<u32>,
+    /// Requests sent with `submit`, by id: what was sent, and the reply
+    /// once it arrived.
+    tracked: BTreeMap<u32, (MsgType, Option<Reply>)>,
+    /// Exact watches: token to the only path whose events are kept.
+    exact: BTreeMap<String, String>,
     events: VecDeque<WatchEvent>,
     dead: Option<String>,
     /// Counters.
@@ -230,12 +190,20 @@ impl Client {
                 let parts = wire::split_strings(&payload);
                 self.stats.events += 1;
                 if let [path, token, ..] = parts.as_slice() {
+                    if self.exact.get(token).is_some_and(|p| p != path) {
+                        self.stats.events_filtered += 1;
+                        continue;
+                    }
                     if self.events.len() >= MAX_WATCH_EVENTS {
                         self.events.pop_front();
                         self.stats.events_dropped += 1;
                     }
                     self.events.push_back(WatchEvent { path: path.clone(), token: token.clone() });
                 }
+                continue;
+            }
+            if let Some((_, slot @ None)) = self.tracked.get_mut(&hdr.req_id) {
+                *slot = Some(Reply { req_id: hdr.req_id, ty: hdr.ty, payload });
                 continue;
             }
             if self.unacked.remove(&hdr.req_id) {
@@ -263,6 +231,18 @@ impl Client {
         self.events.pop_front()
     }
 
+    /// The payload of a reply to a request of type `sent`, or its error.
+    fn decode(sent: MsgType, r: Reply) -> Result<Vec<u8>, XsError> {
+        match r.ty {
+            MsgType::Error => {
+                let name = wire::split_strings(&r.payload).into_iter().next().unwrap_or_default();
+                Err(XsError::Server(name))
+            }
+            got if got == sent => Ok(r.payload),
+            got => Err(XsError::UnexpectedReply { sent, got }),
+        }
+    }
+
     /// Sends a request and waits for its reply payload.
     pub fn call(&mut self, io: &dyn XsIo, ty: MsgType, tx_id: u32, parts: &[&[u8]]) -> Result<Vec<u8>, XsError> {
         let req_id = self.send(ty, tx_id, parts)?;
@@ -272,14 +252,7 @@ impl Client {
                 io.notify();
             }
             if let Some(r) = self.take_reply(req_id) {
-                return match r.ty {
-                    MsgType::Error => {
-                        let name = wire::split_strings(&r.payload).into_iter().next().unwrap_or_default();
-                        Err(XsError::Server(name))
-                    }
-                    got if got == ty => Ok(r.payload),
-                    got => Err(XsError::UnexpectedReply { sent: ty, got }),
-                };
+                return Self::decode(ty, r);
             }
             if io.now_ns() > deadline {
                 return Err(XsError::Timeout { ty });
@@ -309,7 +282,7 @@ impl Client {
         t.parse().map_err(|_| XsError::BadReply("number out of range"))
     }
 
-    fn expect_ok(payload: Vec<u8>) -> Result<(), XsError> {
+    pub(super) fn expect_ok(payload: Vec<u8>) -> Result<(), XsError> {
         if payload.starts_with(b"OK") { Ok(()) } else { Err(XsError::BadReply("expected OK")) }
     }
 
@@ -348,6 +321,98 @@ impl Client {
     /// Requests sent without waiting that are not answered yet.
     pub fn unacked(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// Queues a request whose reply `poll_reply` collects later; returns
+    /// its id. Nothing is waited for: `flush` (or the loop's `pump`) pushes
+    /// it into the ring. At most `MAX_TRACKED` are outstanding; every id
+    /// must end in `poll_reply` returning `Some` or in `cancel`.
+    pub fn submit(&mut self, ty: MsgType, parts: &[&[u8]]) -> Result<u32, XsError> {
+        if self.tracked.len() >= MAX_TRACKED {
+            return Err(XsError::BadRequest("too many requests in flight"));
+        }
+        let id = self.send(ty, 0, parts)?;
+        self.tracked.insert(id, (ty, None));
+        Ok(id)
+    }
+
+    /// `submit` for a read.
+    pub fn submit_read(&mut self, path: &str) -> Result<u32, XsError> {
+        self.submit(MsgType::Read, &[&path_arg(path)?])
+    }
+
+    /// `submit` for a directory listing.
+    pub fn submit_directory(&mut self, path: &str) -> Result<u32, XsError> {
+        self.submit(MsgType::Directory, &[&path_arg(path)?])
+    }
+
+    /// `submit` for a watch registration.
+    pub fn submit_watch(&mut self, path: &str, token: &str) -> Result<u32, XsError> {
+        self.submit(MsgType::Watch, &[&path_arg(path)?, &path_arg(token)?])
+    }
+
+    /// The reply to a submitted request once it arrived (then the id is
+    /// forgotten); `None` while it is still out. An id that is not
+    /// outstanding answers an error.
+    pub fn poll_reply(&mut self, id: u32) -> Option<Result<Vec<u8>, XsError>> {
+        match self.tracked.get(&id) {
+            None => Some(Err(XsError::BadRequest("no such request in flight"))),
+            Some((_, None)) => None,
+            Some((_, Some(_))) => {
+                let (ty, reply) = self.tracked.remove(&id)?;
+                reply.map(|r| Self::decode(ty, r))
+            }
+        }
+    }
+
+    /// Gives up on a submitted request: its reply is dropped when it comes.
+    pub fn cancel(&mut self, id: u32) {
+        if let Some((_, None)) = self.tracked.remove(&id)
+            && self.unacked.len() < MAX_UNACKED
+        {
+            self.unacked.insert(id);
+        }
+    }
+
+    /// Submitted requests not collected yet.
+    pub fn tracked(&self) -> usize {
+        self.tracked.len()
+    }
+
+    /// Pushes queued requests into the ring and collects what arrived;
+    /// kicks xenstored when anything moved. Never waits.
+    pub fn flush(&mut self, io: &dyn XsIo) -> Result<bool, XsError> {
+        let moved = self.pump(io.mem())?;
+        if moved {
+            io.notify();
+        }
+        Ok(moved)
+    }
+
+    /// Keeps only the events of watch `token` whose path is exactly `path`
+    /// (a watch also fires for every node created below its path, which
+    /// another domain may do at will). Bounded by `MAX_EXACT_WATCHES`.
+    pub fn filter_exact(&mut self, token: &str, path: &str) -> Result<(), XsError> {
+        if self.exact.len() >= MAX_EXACT_WATCHES && !self.exact.contains_key(token) {
+            return Err(XsError::BadRequest("too many exact watches"));
+        }
+        self.exact.insert(token.to_string(), path.to_string());
+        Ok(())
+    }
+
+    /// Forgets an exact-watch filter.
+    pub fn unfilter(&mut self, token: &str) {
+        self.exact.remove(token);
+    }
+
+    /// Registers a watch without waiting for the reply.
+    pub fn watch_nowait(&mut self, io: &dyn XsIo, path: &str, token: &str) -> Result<(), XsError> {
+        self.send_nowait(io, MsgType::Watch, &[&path_arg(path)?, &path_arg(token)?])
+    }
+
+    /// Removes a watch without waiting for the reply.
+    pub fn unwatch_nowait(&mut self, io: &dyn XsIo, path: &str, token: &str) -> Result<(), XsError> {
+        self.send_nowait(io, MsgType::Unwatch, &[&path_arg(path)?, &path_arg(token)?])
     }
 
     /// Creates a directory node.
@@ -394,47 +459,6 @@ impl Client {
     pub fn unwatch(&mut self, io: &dyn XsIo, path: &str, token: &str) -> Result<(), XsError> {
         let t = path_arg(token)?;
         Self::expect_ok(self.call(io, MsgType::Unwatch, 0, &[&path_arg(path)?, &t])?)
-    }
-
-    /// Starts a transaction; returns its id.
-    pub fn transaction_start(&mut self, io: &dyn XsIo) -> Result<u32, XsError> {
-        let p = self.call(io, MsgType::TransactionStart, 0, &[b"\0"])?;
-        let s = wire::split_strings(&p).into_iter().next().ok_or(XsError::BadReply("empty transaction id"))?;
-        match s.parse::<u32>() {
-            Ok(id) if id != 0 => Ok(id),
-            _ => Err(XsError::BadReply("bad transaction id")),
-        }
-    }
-
-    /// Ends a transaction (commit or abort).
-    pub fn transaction_end(&mut self, io: &dyn XsIo, tx: u32, commit: bool) -> Result<(), XsError> {
-        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-        Self::expect_ok(self.call(io, MsgType::TransactionEnd, tx, &[arg])?)
-    }
-
-    /// Runs `body` in a transaction, retrying on EAGAIN (bounded).
-    pub fn transaction<T>(
-        &mut self,
-        io: &dyn XsIo,
-        mut body: impl FnMut(&mut Self, u32) -> Result<T, XsError>,
-    ) -> Result<T, XsError> {
-        let mut last = XsError::Server("EAGAIN".into());
-        for _ in 0..MAX_TX_RETRIES {
-            let tx = self.transaction_start(io)?;
-            let value = match body(self, tx) {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = self.transaction_end(io, tx, false);
-                    return Err(e);
-                }
-            };
-            match self.transaction_end(io, tx, true) {
-                Ok(()) => return Ok(value),
-                Err(e) if e.is_eagain() => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
     }
 }
 

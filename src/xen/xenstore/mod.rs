@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod error;
+mod transaction;
 pub mod wire;
 
 pub use client::{Client, WatchEvent, XsError, XsIo};
