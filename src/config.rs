@@ -94,6 +94,11 @@ pub struct Config {
     /// `queues=N` (1 to 8): netback queues offered per vif
     /// (`multi-queue-max-queues`).
     pub queues: u32,
+    /// `bridge=NAME`: the switch segment the NIC and the management stack
+    /// join; vifs whose `bridge` key names it share their network. The
+    /// default is libxl's default bridge, `xenbr0`, so that vifs configured
+    /// without `bridge=` reach the NIC.
+    pub bridge: String,
 }
 
 impl Default for Config {
@@ -107,6 +112,7 @@ impl Default for Config {
             console: ConsoleMode::Auto,
             nic: NicMode::Irq,
             queues: 4,
+            bridge: String::from(crate::switch::segment::DEFAULT_SEGMENT),
         }
     }
 }
@@ -209,6 +215,13 @@ pub fn parse(cmdline: &str) -> (Config, Vec<ConfigIssue>) {
                 Ok(n) if (1..=8).contains(&n) => cfg.queues = n,
                 _ => issues.push(bad("1..8")),
             },
+            "bridge" => {
+                if crate::switch::segment::valid_name(value) {
+                    cfg.bridge = value.to_string();
+                } else {
+                    issues.push(bad("1 to 32 characters of A-Z a-z 0-9 _ . -"));
+                }
+            }
             "console" => match value {
                 "auto" => cfg.console = ConsoleMode::Auto,
                 "off" => cfg.console = ConsoleMode::Off,
@@ -247,6 +260,11 @@ mod tests {
         assert_eq!(c.nic, NicMode::Poll);
         assert_eq!(parse("nic=bogus").1.len(), 1);
         assert_eq!(parse("ip=dhcp").0.ip, Some(IpConfig::Dhcp));
+        assert_eq!(c.bridge, "xenbr0");
+        assert_eq!(parse("bridge=red").0.bridge, "red");
+        let (c, i) = parse("bridge=a/b");
+        assert_eq!((c.bridge.as_str(), i.len()), ("xenbr0", 1));
+        assert_eq!(parse("bridge=").1.len(), 1);
     }
 
     #[test]

@@ -104,8 +104,12 @@ fn simulate(len: usize) -> SimResult {
     let (mac_a, mac_b) = (a.vif.config().mac, b.vif.config().mac);
     let mut sw = Switch::new(SwitchConfig::default());
     let caps = PortCaps::default();
-    let pa = sw.add_port(PortConfig { name: "vif7.0".into(), allowed_src: Some(mac_a), caps }).unwrap();
-    let pb = sw.add_port(PortConfig { name: "vif8.0".into(), allowed_src: Some(mac_b), caps }).unwrap();
+    let pa = sw
+        .add_port(PortConfig { name: "vif7.0".into(), allowed_src: Some(mac_a), caps, ..Default::default() })
+        .unwrap();
+    let pb = sw
+        .add_port(PortConfig { name: "vif8.0".into(), allowed_src: Some(mac_b), caps, ..Default::default() })
+        .unwrap();
 
     // A's frame: B's MAC, A's MAC, IPv4 EtherType, a counting payload.
     let mut frame: Vec<u8> = (0..len).map(|i| i as u8).collect();

@@ -106,9 +106,13 @@ fn a_64k_gso_frame_segmented_for_a_non_gso_guest_arrives_whole() {
     let mut sw = Switch::new(SwitchConfig::default());
     let sender_mac = [0x00, 0x16, 0x3e, 0, 0, 9];
     let fast = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, gso_tcpv6: true, mtu: 1500 };
-    let a = sw.add_port(PortConfig { name: "vif9.0".into(), allowed_src: Some(sender_mac), caps: fast }).unwrap();
+    let a = sw
+        .add_port(PortConfig { name: "vif9.0".into(), allowed_src: Some(sender_mac), caps: fast, ..Default::default() })
+        .unwrap();
     let caps = PortCaps { accepts_partial_csum: true, gso_tcpv4: false, gso_tcpv6: false, mtu: 1500 };
-    let v = sw.add_port(PortConfig { name: "vif7.0".into(), allowed_src: Some(guest_mac), caps }).unwrap();
+    let v = sw
+        .add_port(PortConfig { name: "vif7.0".into(), allowed_src: Some(guest_mac), caps, ..Default::default() })
+        .unwrap();
 
     let mut s = Spec::new(false, L4::Tcp, Rng(64).bytes(65535 - 20 - 32));
     s.tcp_opts = 12;

@@ -23,7 +23,8 @@ fn run(label: &str, frame: &[u8], meta: FrameMeta, caps: PortCaps) {
     for i in 0..8u8 {
         let mac = [0x00, 0x16, 0x3e, 0, 0, i + 1];
         ports.push(
-            sw.add_port(PortConfig { name: format!("vif{i}"), allowed_src: Some(mac), caps }).unwrap_or(PortId(0)),
+            sw.add_port(PortConfig { name: format!("vif{i}"), allowed_src: Some(mac), caps, ..Default::default() })
+                .unwrap_or(PortId(0)),
         );
     }
     let mut sink = Sink(0);

@@ -56,11 +56,11 @@ fn eth(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
 }
 
 fn vif(name: &str, mac: [u8; 6]) -> PortConfig {
-    PortConfig { name: name.into(), allowed_src: Some(mac), caps: PortCaps::default() }
+    PortConfig { name: name.into(), allowed_src: Some(mac), caps: PortCaps::default(), ..Default::default() }
 }
 
 fn open(name: &str) -> PortConfig {
-    PortConfig { name: name.into(), allowed_src: None, caps: PortCaps::default() }
+    PortConfig { name: name.into(), allowed_src: None, caps: PortCaps::default(), ..Default::default() }
 }
 
 /// NIC on 0, mgmt on 1, vifs on 2..=4 with MACs 2..=4.
@@ -261,8 +261,12 @@ fn offload_is_fitted_per_egress_port() {
     let nic = sw.add_port(open("nic")).unwrap();
     let g = vmac(2);
     let fast = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, gso_tcpv6: true, mtu: 1500 };
-    let a = sw.add_port(PortConfig { name: "vifA".into(), allowed_src: Some(vmac(1)), caps: fast }).unwrap();
-    let b = sw.add_port(PortConfig { name: "vifB".into(), allowed_src: Some(g), caps: fast }).unwrap();
+    let a = sw
+        .add_port(PortConfig { name: "vifA".into(), allowed_src: Some(vmac(1)), caps: fast, ..Default::default() })
+        .unwrap();
+    let b = sw
+        .add_port(PortConfig { name: "vifB".into(), allowed_src: Some(g), caps: fast, ..Default::default() })
+        .unwrap();
     // vifA sends a 20 000-byte TCPv4 GSO frame, broadcast-addressed to reach everyone.
     let mut s = Spec::new(false, L4::Tcp, Rng(5).bytes(20_000));
     s.src_mac = vmac(1);
@@ -324,7 +328,7 @@ fn counters_render_for_metrics_and_xenstore() {
     assert!(t.starts_with("rx_packets=1 rx_bytes=60 rx_drops=1 "), "{t}");
     let xs: Vec<(String, String)> = sw.xenstore_entries().collect();
     assert_eq!(xs.len(), 5);
-    assert_eq!(xs[2], ("data/xvif/ports/vif2_0".to_string(), t));
+    assert_eq!(xs[2], ("data/xvif/ports/vif2_0".to_string(), format!("{t} segment=xenbr0")));
 }
 
 #[test]

@@ -29,10 +29,21 @@ const FAST: PortCaps = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, g
 /// A sender vif, a GSO-capable vif and a plain port (a NIC).
 fn setup() -> (Switch, PortId, PortId, PortId) {
     let mut sw = Switch::new(SwitchConfig::default());
-    let a = sw.add_port(PortConfig { name: "vif1.0".into(), allowed_src: Some(SENDER), caps: FAST }).unwrap();
+    let a = sw
+        .add_port(PortConfig { name: "vif1.0".into(), allowed_src: Some(SENDER), caps: FAST, ..Default::default() })
+        .unwrap();
     let mac_b = [0x00, 0x16, 0x3e, 0, 0, 2];
-    let b = sw.add_port(PortConfig { name: "vif2.0".into(), allowed_src: Some(mac_b), caps: FAST }).unwrap();
-    let nic = sw.add_port(PortConfig { name: "nic".into(), allowed_src: None, caps: PortCaps::plain(1500) }).unwrap();
+    let b = sw
+        .add_port(PortConfig { name: "vif2.0".into(), allowed_src: Some(mac_b), caps: FAST, ..Default::default() })
+        .unwrap();
+    let nic = sw
+        .add_port(PortConfig {
+            name: "nic".into(),
+            allowed_src: None,
+            caps: PortCaps::plain(1500),
+            ..Default::default()
+        })
+        .unwrap();
     (sw, a, b, nic)
 }
 

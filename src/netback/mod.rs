@@ -5,7 +5,9 @@
 //! * `tx`: guest-to-backend packets, validation, grant copies out;
 //! * `rx`: grant copies of queued frames into guest buffers;
 //! * `rxqueue`: the byte-budgeted frame queue with a fair share per source;
-//! * `vif`: one interface tying both together, with features and counters;
+//! * `vif`: one interface tying both together, with counters;
+//! * `vifconfig`: its features and sizes; `staging`: the TX staging buffers;
+//! * `credit`: the transmit rate limit (`rate` key);
 //! * `buf`: the local packet buffers the platform provides;
 //! * `copy`, `mcast`, `meta`, `error`: helpers and types.
 //!
@@ -17,16 +19,20 @@
 
 pub mod buf;
 pub mod copy;
+pub mod credit;
 pub mod error;
 pub mod mcast;
 pub mod meta;
 pub mod ring;
 pub mod rx;
 pub mod rxqueue;
+pub mod staging;
 pub mod tx;
 pub mod vif;
+pub mod vifconfig;
 
 pub use buf::{BufPool, LocalFrame, PacketBuf};
+pub use credit::{Rate, parse_rate};
 pub use error::{NetbackError, RxDrop, TxDrop};
 pub use meta::{FrameMeta, Gso, GsoKind};
 pub use rxqueue::{RX_QUEUE_BYTES, RxSource};

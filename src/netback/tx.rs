@@ -20,6 +20,10 @@
 //!   larger than our buffers, failed grant copies (bad grant refs,
 //!   XSA-361/362/367).
 //!
+//! Rate limiting (`credit`): a packet is charged its size once it is
+//! parsed; when the vif's credit does not cover it, it stays on the ring
+//! unconsumed and the poll stops, reporting when the credit returns.
+//!
 //! Deliberate differences from Linux: Linux counts follow-up slots only
 //! (`slots` in `xenvif_count_requests`), so it accepts 19 slots in all,
 //! drops 20-21 and disables at 22; we count every data slot (accept 18 =
@@ -32,6 +36,7 @@
 
 use super::buf::PacketBuf;
 use super::copy::Copier;
+use super::credit::Credit;
 use super::error::{NetbackError, TxDrop};
 use super::mcast::McastFilter;
 use super::meta::{FrameMeta, Gso, GsoKind};
@@ -112,6 +117,9 @@ pub(crate) struct TxEnv<'a> {
     pub mcast_control: bool,
     pub mcast: &'a mut McastFilter,
     pub stats: &'a mut VifStats,
+    /// The vif's transmit credit and the time to charge it at.
+    pub credit: &'a mut Credit,
+    pub now: u64,
 }
 
 /// TX ring state and per-poll scratch (allocated once). The staging
@@ -177,6 +185,12 @@ impl TxPath {
                     break;
                 }
             };
+            if let Err(t) = env.credit.take(u64::from(pkt.first.size), env.now) {
+                // Left on the ring, unconsumed: read again once credit returns.
+                env.stats.tx_rate_deferred += 1;
+                out.wait_until = Some(t);
+                break;
+            }
             self.ring.consume(pkt.slots);
             packets += 1;
             out.progress = true;
@@ -187,7 +201,9 @@ impl TxPath {
         }
         self.complete(mem, gnt, env.stats, bufs, deliver);
         out.notify = self.ring.push_responses(mem);
-        if fatal.is_none() && !out.more {
+        // While waiting for credit the ring is not re-armed: the refill
+        // time, not the guest's next request, brings the next poll.
+        if fatal.is_none() && !out.more && out.wait_until.is_none() {
             match self.ring.final_check(mem) {
                 Ok(more) => out.more = more,
                 Err(e) => fatal = Some(NetbackError::TxRingOverflow(e)),

@@ -15,120 +15,24 @@
 #![forbid(unsafe_code)]
 
 use super::buf::{BufPool, PacketBuf};
+use super::credit::{Credit, Rate};
 use super::error::{NetbackError, RxDrop, TxDrop};
 use super::mcast::McastFilter;
 use super::meta::{FrameMeta, GsoKind};
 use super::ring::BackRing;
 use super::rx::RxPath;
-use super::rxqueue::{MIN_RX_BUFFERS_PER_QUEUE, RX_BUFFERS_PER_VIF, RX_QUEUE_BYTES, RxSource};
+use super::rxqueue::RxSource;
+pub use super::staging::TxStaging;
+use super::staging::take_buffers;
 use super::tx::{TxEnv, TxPath};
+pub use super::vifconfig::{Features, MAX_QUEUES, VifConfig, VifError};
 use crate::drivers::port::{DirStats, PortStats};
 use crate::hal::{GrantOps, SharedMem};
 use crate::netif::rx::RX_ENTRY_SIZE;
 use crate::netif::tx::TX_ENTRY_SIZE;
 use crate::switch::headers::flow_hash;
-use crate::xen::DomId;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-
-/// Features the frontend negotiated (its `request-*`/`feature-*` keys in
-/// xenstore, read by the xenbus code). Copy-only receive is implied: the
-/// lead's handshake must refuse a frontend without `request-rx-copy=1`
-/// (we advertise `feature-rx-flip=0`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Features {
-    /// `feature-sg`: frames may span several RX slots.
-    pub sg: bool,
-    /// `feature-gso-tcpv4`.
-    pub gso_tcpv4: bool,
-    /// `feature-gso-tcpv6`.
-    pub gso_tcpv6: bool,
-    /// IPv4 checksum offload: true unless the frontend wrote `feature-no-csum-offload=1`.
-    pub ipv4_csum_offload: bool,
-    /// `feature-ipv6-csum-offload`.
-    pub ipv6_csum_offload: bool,
-    /// `request-multicast-control` (or the dynamic variant): filter multicast.
-    pub multicast_control: bool,
-}
-
-/// How to build a vif.
-#[derive(Debug, Clone, Copy)]
-pub struct VifConfig {
-    /// The frontend's domain (owner of the grants on the rings).
-    pub frontend: DomId,
-    /// The guest's MAC (the `mac` key).
-    pub mac: [u8; 6],
-    /// Negotiated features.
-    pub features: Features,
-    /// TX packets gathered per grant-copy flush (at most the staging
-    /// buffers lent to `poll_tx`).
-    pub tx_batch: usize,
-    /// TX packets per `poll_tx`, so one vif cannot starve the others.
-    pub tx_budget: usize,
-    /// Packet buffers per queue that hold the frames queued for the guest
-    /// (packed: a buffer holds many frames).
-    pub rx_buffers: usize,
-    /// Bytes queued for the guest per queue at most (Linux netback's
-    /// `rx_queue_max`; XSA-392), within what `rx_buffers` hold. Each
-    /// source gets a fair share of it (see `rxqueue`).
-    pub rx_queue_bytes: usize,
-    /// RX frames per `poll_rx`.
-    pub rx_budget: usize,
-}
-
-impl VifConfig {
-    /// Defaults: batch 32, budgets 64, 8 RX buffers and a 512 KiB RX queue.
-    pub fn new(frontend: DomId, mac: [u8; 6], features: Features) -> Self {
-        Self {
-            frontend,
-            mac,
-            features,
-            tx_batch: 32,
-            tx_budget: 64,
-            rx_buffers: MIN_RX_BUFFERS_PER_QUEUE,
-            rx_queue_bytes: RX_QUEUE_BYTES,
-            rx_budget: 64,
-        }
-    }
-
-    /// Sizes the RX queues of a vif with `queues` queues and buffers of
-    /// `buf_capacity` bytes: [`RX_BUFFERS_PER_VIF`] spread over the
-    /// queues (at least [`MIN_RX_BUFFERS_PER_QUEUE`] each), every byte of
-    /// them usable by the queue.
-    pub fn size_rx(&mut self, queues: usize, buf_capacity: usize) {
-        self.rx_buffers = (RX_BUFFERS_PER_VIF / queues.max(1)).max(MIN_RX_BUFFERS_PER_QUEUE);
-        self.rx_queue_bytes = self.rx_buffers.saturating_mul(buf_capacity);
-    }
-
-    /// Buffers `Vif::new` takes from the pool, per queue (the RX queue's;
-    /// TX staging buffers are lent to `poll_tx` and shared by all vifs).
-    pub fn buffers_needed(&self) -> usize {
-        self.rx_buffers
-    }
-}
-
-/// The vif could not be created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VifError {
-    /// The pool ran out of buffers.
-    NoBuffers {
-        /// Buffers needed.
-        needed: usize,
-        /// Buffers obtained (returned to the pool).
-        got: usize,
-    },
-    /// A zero-sized configuration value.
-    BadConfig,
-    /// Buffers smaller than the largest Ethernet frame plus a VLAN tag.
-    BufferTooSmall(usize),
-    /// More RX buffers than a u16 index covers.
-    TooManyBuffers(usize),
-    /// No queue, or more than `MAX_QUEUES`.
-    BadQueueCount(usize),
-}
-
-/// Queues one vif can have (Linux netfront asks for at most 8 by default).
-pub const MAX_QUEUES: usize = 8;
 
 /// Counters of one vif. "from guest" is the TX ring, "to guest" the RX ring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,6 +64,9 @@ pub struct VifStats {
     pub rx_stalls: u64,
     /// GNTTABOP_copy hypercalls issued (both directions).
     pub copy_hypercalls: u64,
+    /// Times a packet from the guest was left on the ring to wait for
+    /// transmit credit (`rate`).
+    pub tx_rate_deferred: u64,
 }
 
 /// What a poll did.
@@ -171,62 +78,9 @@ pub struct PollOutcome {
     pub progress: bool,
     /// Work is left (budget used up or requests arrived meanwhile): poll again.
     pub more: bool,
-}
-
-/// Takes `n` buffers from `pool`, all big enough for the largest Ethernet
-/// frame plus a VLAN tag; on failure nothing is kept.
-fn take_buffers<B: PacketBuf, P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Vec<B>, VifError> {
-    let mut got: Vec<B> = Vec::with_capacity(n);
-    while got.len() < n {
-        match pool.alloc() {
-            Some(b) => got.push(b),
-            None => {
-                let have = got.len();
-                got.into_iter().for_each(|b| pool.free(b));
-                return Err(VifError::NoBuffers { needed: n, got: have });
-            }
-        }
-    }
-    let cap = got.first().map_or(0, |b| b.capacity());
-    if got.iter().any(|b| b.capacity() < crate::drivers::port::MAX_FRAME + 4) {
-        got.into_iter().for_each(|b| pool.free(b));
-        return Err(VifError::BufferTooSmall(cap));
-    }
-    Ok(got)
-}
-
-/// TX staging buffers, lent to `Vif::poll_tx`: a poll copies the guest's
-/// packets into them and delivers every one before it returns, so one set
-/// serves every vif and queue of a single-threaded data plane (instead of a
-/// set per vif: 1 MiB each with 64 KiB buffers).
-#[derive(Debug)]
-pub struct TxStaging<B: PacketBuf> {
-    bufs: Vec<B>,
-}
-
-impl<B: PacketBuf> TxStaging<B> {
-    /// `n` buffers from `pool` (checked as the vif's own).
-    pub fn new<P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Self, VifError> {
-        if n == 0 || n > usize::from(u16::MAX) {
-            return Err(VifError::BadConfig);
-        }
-        Ok(Self { bufs: take_buffers(pool, n)? })
-    }
-
-    /// Gives the buffers back.
-    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) {
-        self.bufs.into_iter().for_each(|b| pool.free(b));
-    }
-
-    /// Buffers held.
-    pub fn len(&self) -> usize {
-        self.bufs.len()
-    }
-
-    /// True when it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.bufs.is_empty()
-    }
+    /// A packet waits on the ring for transmit credit: poll again at this
+    /// time, not before (the ring is not re-armed meanwhile).
+    pub wait_until: Option<u64>,
 }
 
 /// One queue: a TX and an RX ring with their paths.
@@ -250,6 +104,10 @@ pub struct Vif<B: PacketBuf> {
     mcast: McastFilter,
     stats: VifStats,
     disabled: Option<NetbackError>,
+    /// Transmit credit, shared by the queues.
+    credit: Credit,
+    /// The latest time a poll was given (for `poll_tx` without one).
+    clock: u64,
 }
 
 impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
@@ -303,7 +161,15 @@ impl<B: PacketBuf> Vif<B> {
             let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs, cfg.rx_queue_bytes);
             queues.push(Queue { tx_mem, rx_mem, tx, rx });
         }
-        Ok(Self { cfg, queues, mcast: McastFilter::new(), stats: VifStats::default(), disabled: None })
+        Ok(Self {
+            cfg,
+            queues,
+            mcast: McastFilter::new(),
+            stats: VifStats::default(),
+            disabled: None,
+            credit: Credit::new(None, 0),
+            clock: 0,
+        })
     }
 
     /// Gives the buffers back to `pool` and the rings, per queue, back to
@@ -346,12 +212,24 @@ impl<B: PacketBuf> Vif<B> {
         PortStats { rx: self.stats.from_guest, tx: self.stats.to_guest, ..PortStats::default() }
     }
 
-    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring into the
-    /// `staging` buffers (at most `tx_batch` of them per grant-copy batch;
-    /// see `TxStaging`) and calls `deliver(frame, meta)` for each good one
-    /// (the slice is valid only during the call). Answers every request
-    /// consumed. A queue that does not exist, or no staging buffer, does
-    /// nothing.
+    /// Sets the transmit rate (None: unlimited) from `now` on.
+    pub fn set_rate(&mut self, rate: Option<Rate>, now: u64) {
+        self.clock = self.clock.max(now);
+        self.credit.set_rate(rate, now);
+    }
+
+    /// The transmit rate in force.
+    pub fn rate(&self) -> Option<Rate> {
+        self.credit.rate()
+    }
+
+    /// When a packet waiting for transmit credit can go: the queues that
+    /// reported `wait_until` must be polled again then.
+    pub fn tx_wait_until(&self) -> Option<u64> {
+        if self.disabled.is_some() { None } else { self.credit.waiting_until() }
+    }
+
+    /// As `poll_tx_at`, at the time of the latest poll or `set_rate`.
     pub fn poll_tx(
         &mut self,
         q: usize,
@@ -359,6 +237,27 @@ impl<B: PacketBuf> Vif<B> {
         staging: &TxStaging<B>,
         deliver: &mut dyn FnMut(&[u8], FrameMeta),
     ) -> PollOutcome {
+        let now = self.clock;
+        self.poll_tx_at(q, gnt, staging, now, deliver)
+    }
+
+    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring into the
+    /// `staging` buffers (at most `tx_batch` of them per grant-copy batch;
+    /// see `TxStaging`) and calls `deliver(frame, meta)` for each good one
+    /// (the slice is valid only during the call). Answers every request
+    /// consumed. A queue that does not exist, or no staging buffer, does
+    /// nothing. With a rate set, packets are charged at `now` (ns); one
+    /// that finds too little credit stays on the ring and the outcome's
+    /// `wait_until` says when to poll again.
+    pub fn poll_tx_at(
+        &mut self,
+        q: usize,
+        gnt: &dyn GrantOps,
+        staging: &TxStaging<B>,
+        now: u64,
+        deliver: &mut dyn FnMut(&[u8], FrameMeta),
+    ) -> PollOutcome {
+        self.clock = self.clock.max(now);
         let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
         if self.disabled.is_some() || bufs.is_empty() {
             return PollOutcome::default();
@@ -370,6 +269,8 @@ impl<B: PacketBuf> Vif<B> {
             mcast_control: self.cfg.features.multicast_control,
             mcast: &mut self.mcast,
             stats: &mut self.stats,
+            credit: &mut self.credit,
+            now: self.clock,
         };
         let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, bufs, deliver);
         if !out.progress {

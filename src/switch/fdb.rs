@@ -1,5 +1,6 @@
-//! The forwarding database: source MAC → port, learned from traffic, aged
-//! out, bounded. Entries live in a fixed slab linked in least-recently-seen
+//! The forwarding database: (segment, source MAC) → port, learned from
+//! traffic, aged out, bounded. Segments are isolated: the same MAC may be
+//! learned on two segments, each entry independent of the other. Entries live in a fixed slab linked in least-recently-seen
 //! order, so the oldest entry (for eviction and aging) is always at the
 //! head; an open-addressing index with a keyed hash finds them. Nothing
 //! allocates after construction and every operation is O(1) expected,
@@ -7,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use super::PortId;
+use super::segment::SegmentId;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -53,6 +55,7 @@ pub enum Learned {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    seg: SegmentId,
     mac: [u8; 6],
     port: PortId,
     seen_ns: u64,
@@ -61,7 +64,8 @@ struct Entry {
     next: u16,
 }
 
-const EMPTY: Entry = Entry { mac: [0; 6], port: PortId(0), seen_ns: 0, is_static: false, prev: NIL, next: NIL };
+const EMPTY: Entry =
+    Entry { seg: SegmentId(0), mac: [0; 6], port: PortId(0), seen_ns: 0, is_static: false, prev: NIL, next: NIL };
 
 /// The table.
 pub struct Fdb {
@@ -132,8 +136,8 @@ impl Fdb {
         self.stats
     }
 
-    fn hash(&self, mac: &[u8; 6]) -> usize {
-        let k = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
+    fn hash(&self, seg: SegmentId, mac: &[u8; 6]) -> usize {
+        let k = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], seg.0, 0]);
         // splitmix64 finaliser over the keyed MAC.
         let mut z = (k ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -145,17 +149,17 @@ impl Fdb {
         self.slab.get(usize::from(i))
     }
 
-    /// (index slot, slab index) of `mac`.
-    fn find(&self, mac: &[u8; 6]) -> Option<(usize, u16)> {
+    /// (index slot, slab index) of `mac` on `seg`.
+    fn find(&self, seg: SegmentId, mac: &[u8; 6]) -> Option<(usize, u16)> {
         let mask = self.index.len() - 1;
-        let mut slot = self.hash(mac);
+        let mut slot = self.hash(seg, mac);
         // The index is never more than half full: an empty slot ends every probe.
         for _ in 0..self.index.len() {
             let i = *self.index.get(slot)?;
             if i == NIL {
                 return None;
             }
-            if self.entry(i).is_some_and(|e| e.mac == *mac) {
+            if self.entry(i).is_some_and(|e| e.mac == *mac && e.seg == seg) {
                 return Some((slot, i));
             }
             slot = (slot + 1) & mask;
@@ -210,7 +214,7 @@ impl Fdb {
             if k == NIL {
                 break;
             }
-            let home = self.entry(k).map_or(j, |e| self.hash(&e.mac));
+            let home = self.entry(k).map_or(j, |e| self.hash(e.seg, &e.mac));
             // Move k into the hole unless its home lies cyclically in (hole, j].
             let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if !stays {
@@ -225,15 +229,15 @@ impl Fdb {
         }
     }
 
-    fn insert(&mut self, mac: [u8; 6], port: PortId, now_ns: u64, is_static: bool) -> Option<u16> {
+    fn insert(&mut self, seg: SegmentId, mac: [u8; 6], port: PortId, now_ns: u64, is_static: bool) -> Option<u16> {
         let i = self.free;
         let next = self.entry(i)?.next;
         self.free = next;
         if let Some(e) = self.slab.get_mut(usize::from(i)) {
-            *e = Entry { mac, port, seen_ns: now_ns, is_static, prev: NIL, next: NIL };
+            *e = Entry { seg, mac, port, seen_ns: now_ns, is_static, prev: NIL, next: NIL };
         }
         let mask = self.index.len() - 1;
-        let mut slot = self.hash(&mac);
+        let mut slot = self.hash(seg, &mac);
         while self.index.get(slot).is_some_and(|&s| s != NIL) {
             slot = (slot + 1) & mask;
         }
@@ -251,8 +255,8 @@ impl Fdb {
 
     /// Removes the least recently seen learned entry.
     fn evict_oldest(&mut self) -> bool {
-        let Some(mac) = self.entry(self.head).map(|e| e.mac) else { return false };
-        match self.find(&mac) {
+        let Some((seg, mac)) = self.entry(self.head).map(|e| (e.seg, e.mac)) else { return false };
+        match self.find(seg, &mac) {
             Some((slot, i)) => {
                 self.remove_at(slot, i);
                 true
@@ -261,10 +265,11 @@ impl Fdb {
         }
     }
 
-    /// Learns that `mac` was seen as a source on `port` at `now_ns`.
-    pub fn learn(&mut self, mac: [u8; 6], port: PortId, now_ns: u64) -> Learned {
+    /// Learns that `mac` was seen as a source on `port` (of segment `seg`)
+    /// at `now_ns`.
+    pub fn learn(&mut self, seg: SegmentId, mac: [u8; 6], port: PortId, now_ns: u64) -> Learned {
         self.expire(now_ns);
-        if let Some((_, i)) = self.find(&mac) {
+        if let Some((_, i)) = self.find(seg, &mac) {
             let Some(e) = self.slab.get_mut(usize::from(i)) else { return Learned::Refreshed };
             if e.is_static {
                 if e.port == port {
@@ -287,27 +292,28 @@ impl Fdb {
         if self.learned_len >= self.capacity && self.evict_oldest() {
             self.stats.evictions += 1;
         }
-        if self.insert(mac, port, now_ns, false).is_some() {
+        if self.insert(seg, mac, port, now_ns, false).is_some() {
             self.stats.learned += 1;
         }
         Learned::New
     }
 
-    /// Pins `mac` to `port` (a vif's own MAC): never aged, moved or evicted.
-    /// Replaces a learned entry for it. False when [`MAX_STATIC`] are in use.
-    pub fn add_static(&mut self, mac: [u8; 6], port: PortId) -> bool {
-        if let Some((slot, i)) = self.find(&mac) {
+    /// Pins `mac` on segment `seg` to `port` (a vif's own MAC): never aged,
+    /// moved or evicted. Replaces a learned entry for it. False when
+    /// [`MAX_STATIC`] are in use.
+    pub fn add_static(&mut self, seg: SegmentId, mac: [u8; 6], port: PortId) -> bool {
+        if let Some((slot, i)) = self.find(seg, &mac) {
             self.remove_at(slot, i);
         }
         if self.static_len >= MAX_STATIC {
             return false;
         }
-        self.insert(mac, port, 0, true).is_some()
+        self.insert(seg, mac, port, 0, true).is_some()
     }
 
-    /// Removes the entry for `mac`, learned or static.
-    pub fn remove(&mut self, mac: &[u8; 6]) -> bool {
-        match self.find(mac) {
+    /// Removes the entry for `mac` on `seg`, learned or static.
+    pub fn remove(&mut self, seg: SegmentId, mac: &[u8; 6]) -> bool {
+        match self.find(seg, mac) {
             Some((slot, i)) => {
                 self.remove_at(slot, i);
                 true
@@ -316,9 +322,10 @@ impl Fdb {
         }
     }
 
-    /// The port `mac` was last seen on, if known and not aged out.
-    pub fn lookup(&mut self, mac: &[u8; 6], now_ns: u64) -> Option<PortId> {
-        let (slot, i) = self.find(mac)?;
+    /// The port `mac` was last seen on in segment `seg`, if known and not
+    /// aged out.
+    pub fn lookup(&mut self, seg: SegmentId, mac: &[u8; 6], now_ns: u64) -> Option<PortId> {
+        let (slot, i) = self.find(seg, mac)?;
         let e = *self.entry(i)?;
         if !e.is_static && now_ns.saturating_sub(e.seen_ns) >= self.ageing_ns {
             self.remove_at(slot, i);
@@ -349,8 +356,8 @@ impl Fdb {
         let mut n = 0;
         for i in 0..self.slab.len() as u16 {
             let Some(e) = self.entry(i).copied() else { continue };
-            let live = self.find(&e.mac).is_some_and(|(_, j)| j == i);
-            if live && e.port == port && self.remove(&e.mac) {
+            let live = self.find(e.seg, &e.mac).is_some_and(|(_, j)| j == i);
+            if live && e.port == port && self.remove(e.seg, &e.mac) {
                 n += 1;
             }
         }
@@ -358,8 +365,8 @@ impl Fdb {
         n
     }
 
-    /// Every entry: (MAC, port, static).
-    pub fn entries(&self) -> impl Iterator<Item = ([u8; 6], PortId, bool)> + '_ {
-        self.index.iter().filter_map(|&i| self.entry(i)).map(|e| (e.mac, e.port, e.is_static))
+    /// Every entry: (segment, MAC, port, static).
+    pub fn entries(&self) -> impl Iterator<Item = (SegmentId, [u8; 6], PortId, bool)> + '_ {
+        self.index.iter().filter_map(|&i| self.entry(i)).map(|e| (e.seg, e.mac, e.port, e.is_static))
     }
 }

@@ -4,9 +4,14 @@
 //! lends it on through an [`Egress`], as it is (zero-copy) or adapted by
 //! `offload` where an egress port cannot take partial checksums or GSO.
 //!
+//! Ports are grouped in isolated segments (`segment`), one per `bridge=`
+//! name: frames and MAC learning never cross segments.
+//!
 //! Wiring: add each port with [`Switch::add_port`] (a vif with
-//! `allowed_src: Some(mac)` from its backend `mac` key, the NIC and the
-//! management stack with `None`), then for every received frame call
+//! `allowed_src: Some(mac)` from its backend `mac` key, `allowed_ip` from
+//! its `ip` key and `segment` from its `bridge` key, the NIC and the
+//! management stack with `None` on xvif's own segment), then for every
+//! received frame call
 //! `forward(ingress, frame, meta, now_ns, &mut egress)`, where `egress`
 //! transmits to the other ports and answers each vif's multicast filter.
 #![forbid(unsafe_code)]
@@ -15,18 +20,24 @@ pub mod checksum;
 pub mod fdb;
 pub mod gso;
 pub mod headers;
+mod ingress;
+pub mod ipfilter;
 pub mod meta;
 pub mod offload;
 pub mod portset;
+pub mod segment;
 pub mod stats;
 
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use fdb::{Fdb, Learned};
+pub use ingress::Drop;
+use ipfilter::IpFilter;
 use meta::{FrameMeta, PortCaps};
 use offload::{Adapted, OffloadError};
 pub use portset::PortSet;
+use segment::{SegmentId, Segments};
 use stats::{PortCounters, SwitchCounters};
 
 /// Most ports a switch joins.
@@ -45,8 +56,27 @@ pub struct PortConfig {
     /// `mac` key); others are dropped and counted as spoofed. The MAC is
     /// also pinned to the port in the FDB.
     pub allowed_src: Option<[u8; 6]>,
+    /// When set, IPv4, ARP and IPv6 frames from this port must come from
+    /// these addresses (a vif's `ip` key); others are dropped and counted
+    /// as `spoofed_ip`.
+    pub allowed_ip: Option<IpFilter>,
     /// What the port can take.
     pub caps: PortCaps,
+    /// The segment the port joins (a vif's `bridge` key).
+    pub segment: String,
+}
+
+impl Default for PortConfig {
+    /// An unnamed port without source checks on [`segment::DEFAULT_SEGMENT`].
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            allowed_src: None,
+            allowed_ip: None,
+            caps: PortCaps::default(),
+            segment: String::from(segment::DEFAULT_SEGMENT),
+        }
+    }
 }
 
 /// Switch parameters.
@@ -75,30 +105,8 @@ pub enum SwitchError {
     UnknownPort(PortId),
     /// No room for another fixed MAC in the FDB.
     StaticFull,
-}
-
-/// Why an ingress frame was dropped (counted on its port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
-    /// The ingress port is not on the switch.
-    UnknownPort(PortId),
-    /// The ingress port is disabled.
-    Disabled,
-    /// Shorter than an Ethernet header.
-    Runt(usize),
-    /// Longer than the ingress port's MTU (non-GSO) or than 64 KiB.
-    Oversize(usize),
-    /// Multicast or all-zero source MAC.
-    BadSource([u8; 6]),
-    /// Source MAC is not the port's own.
-    Spoofed {
-        /// Source MAC of the frame.
-        src: [u8; 6],
-        /// The port's MAC.
-        allowed: [u8; 6],
-    },
-    /// GSO or partial-checksum metadata its headers do not back.
-    BadOffload(OffloadError),
+    /// The segment name is invalid, or no segment is left.
+    BadSegment,
 }
 
 /// How a frame was forwarded.
@@ -142,6 +150,7 @@ pub trait Egress {
 
 struct PortState {
     cfg: PortConfig,
+    seg: SegmentId,
     enabled: bool,
     counters: PortCounters,
 }
@@ -150,12 +159,13 @@ struct PortState {
 pub struct Switch {
     ports: Vec<Option<PortState>>,
     members: PortSet,
+    segments: Segments,
     fdb: Fdb,
     counters: SwitchCounters,
     scratch: Vec<u8>,
 }
 
-fn mac_at(frame: &[u8], at: usize) -> [u8; 6] {
+pub(crate) fn mac_at(frame: &[u8], at: usize) -> [u8; 6] {
     frame.get(at..at + 6).and_then(|m| <[u8; 6]>::try_from(m).ok()).unwrap_or([0; 6])
 }
 
@@ -170,6 +180,7 @@ impl Switch {
         Self {
             ports: (0..MAX_PORTS).map(|_| None).collect(),
             members: PortSet::EMPTY,
+            segments: Segments::new(),
             fdb: Fdb::new(cfg.fdb_capacity, cfg.ageing_ns, cfg.hash_seed),
             counters: SwitchCounters::default(),
             scratch: vec![0; offload::SCRATCH_LEN],
@@ -184,17 +195,19 @@ impl Switch {
         self.ports.get_mut(usize::from(id.0)).and_then(Option::as_mut)
     }
 
-    /// Adds a port (enabled) at the lowest free id.
+    /// Adds a port (enabled) at the lowest free id, on its segment.
     pub fn add_port(&mut self, cfg: PortConfig) -> Result<PortId, SwitchError> {
         let idx = self.ports.iter().position(Option::is_none).ok_or(SwitchError::Full)?;
         let id = PortId(idx as u8);
+        let seg = self.segments.join(&cfg.segment, id).ok_or(SwitchError::BadSegment)?;
         if let Some(mac) = cfg.allowed_src
-            && !self.fdb.add_static(mac, id)
+            && !self.fdb.add_static(seg, mac, id)
         {
+            self.segments.leave(seg, id);
             return Err(SwitchError::StaticFull);
         }
         if let Some(slot) = self.ports.get_mut(idx) {
-            *slot = Some(PortState { cfg, enabled: true, counters: PortCounters::default() });
+            *slot = Some(PortState { cfg, seg, enabled: true, counters: PortCounters::default() });
         }
         self.members.insert(id);
         Ok(id)
@@ -204,6 +217,7 @@ impl Switch {
     pub fn remove_port(&mut self, id: PortId) -> Result<PortCounters, SwitchError> {
         let st = self.ports.get_mut(usize::from(id.0)).and_then(Option::take).ok_or(SwitchError::UnknownPort(id))?;
         self.members.remove(id);
+        self.segments.leave(st.seg, id);
         self.fdb.flush_port(id);
         Ok(st.counters)
     }
@@ -219,6 +233,22 @@ impl Switch {
     pub fn set_caps(&mut self, id: PortId, caps: PortCaps) -> Result<(), SwitchError> {
         self.port_mut(id).ok_or(SwitchError::UnknownPort(id))?.cfg.caps = caps;
         Ok(())
+    }
+
+    /// Replaces a port's IP anti-spoofing filter.
+    pub fn set_ip_filter(&mut self, id: PortId, filter: Option<IpFilter>) -> Result<(), SwitchError> {
+        self.port_mut(id).ok_or(SwitchError::UnknownPort(id))?.cfg.allowed_ip = filter;
+        Ok(())
+    }
+
+    /// The segment a port is on, by name.
+    pub fn port_segment(&self, id: PortId) -> Option<&str> {
+        self.port(id).and_then(|p| self.segments.name(p.seg))
+    }
+
+    /// The segments.
+    pub fn segments(&self) -> &Segments {
+        &self.segments
     }
 
     /// The port's configuration.
@@ -260,9 +290,14 @@ impl Switch {
     }
 
     /// Every port's counters as xenstore (relative path, value) pairs, e.g.
-    /// (`data/xvif/ports/vif3.0`, `rx_packets=5 rx_bytes=300 ...`).
+    /// (`data/xvif/ports/vif3.0`, `rx_packets=5 rx_bytes=300 ... segment=xenbr0`).
     pub fn xenstore_entries(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.ports().map(|(_, n, c)| (stats::xenstore_key(n), c.xenstore_text()))
+        self.ports().map(|(id, n, c)| {
+            let mut t = c.xenstore_text();
+            t.push_str(" segment=");
+            t.push_str(self.port_segment(id).unwrap_or(""));
+            (stats::xenstore_key(n), t)
+        })
     }
 
     /// Checks an ingress frame, learns its source and decides where it goes;
@@ -275,21 +310,17 @@ impl Switch {
         now_ns: u64,
         mut wants_multicast: impl FnMut(PortId, &[u8; 6]) -> bool,
     ) -> Result<Decision, Drop> {
-        let verdict = self.check(ingress, frame, meta);
         let Some(p) = self.port_mut(ingress) else { return Err(Drop::UnknownPort(ingress)) };
+        if !p.enabled {
+            Drop::Disabled.count(&mut p.counters);
+            return Err(Drop::Disabled);
+        }
+        let seg = p.seg;
         let c = &mut p.counters;
-        let meta = match verdict {
+        let meta = match ingress::check(&p.cfg, frame, meta) {
             Ok(m) => m,
             Err(e) => {
-                c.rx_drops += 1;
-                match e {
-                    Drop::Runt(_) => c.rx_runts += 1,
-                    Drop::Oversize(_) => c.rx_oversize += 1,
-                    Drop::BadSource(_) => c.bad_src += 1,
-                    Drop::Spoofed { .. } => c.spoofed += 1,
-                    Drop::BadOffload(_) => c.rx_bad_offload += 1,
-                    Drop::UnknownPort(_) | Drop::Disabled => {}
-                }
+                e.count(c);
                 return Err(e);
             }
         };
@@ -298,8 +329,9 @@ impl Switch {
         let (dst, src) = (mac_at(frame, 0), mac_at(frame, 6));
         // A MAC pinned to another port is not learned here (the FDB counts
         // it); the frame still goes where it is addressed.
-        let _: Learned = self.fdb.learn(src, ingress, now_ns);
-        let mut others = self.members;
+        let _: Learned = self.fdb.learn(seg, src, ingress, now_ns);
+        // Only the ingress port's segment is ever a target.
+        let mut others = PortSet(self.members.0 & self.segments.members(seg).0);
         others.remove(ingress);
         for id in others.iter() {
             if !self.port(id).is_some_and(|p| p.enabled) {
@@ -324,7 +356,7 @@ impl Switch {
                 (Route::Multicast, t)
             }
         } else {
-            match self.fdb.lookup(&dst, now_ns) {
+            match self.fdb.lookup(seg, &dst, now_ns) {
                 Some(p) if p == ingress => {
                     self.counters.local_drops += 1;
                     (Route::Local, PortSet::EMPTY)
@@ -345,31 +377,6 @@ impl Switch {
             p.counters.rx_flooded += 1;
         }
         Ok(Decision { route, targets, meta })
-    }
-
-    /// Checks an ingress frame; returns its metadata as it is forwarded.
-    fn check(&self, ingress: PortId, frame: &[u8], meta: &FrameMeta) -> Result<FrameMeta, Drop> {
-        let p = self.port(ingress).ok_or(Drop::UnknownPort(ingress))?;
-        if !p.enabled {
-            return Err(Drop::Disabled);
-        }
-        if frame.len() < headers::ETH_HDR {
-            return Err(Drop::Runt(frame.len()));
-        }
-        let max = if meta.gso.is_some() { offload::MAX_FRAME } else { offload::max_frame(p.cfg.caps.mtu, frame) };
-        if frame.len() > max {
-            return Err(Drop::Oversize(frame.len()));
-        }
-        let src = mac_at(frame, 6);
-        if is_multicast(&src) || src == [0; 6] {
-            return Err(Drop::BadSource(src));
-        }
-        if let Some(allowed) = p.cfg.allowed_src
-            && allowed != src
-        {
-            return Err(Drop::Spoofed { src, allowed });
-        }
-        offload::validate(frame, meta).map_err(Drop::BadOffload)
     }
 
     /// Sends one frame out of `port`, adapted to its capabilities, and

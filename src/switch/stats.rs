@@ -23,6 +23,9 @@ pub struct PortCounters {
     pub rx_oversize: u64,
     /// ... whose source MAC is not the port's own (spoofed).
     pub spoofed: u64,
+    /// ... whose IPv4, ARP sender or IPv6 source address is not among the
+    /// port's (`ip=`).
+    pub spoofed_ip: u64,
     /// ... with a multicast or all-zero source MAC.
     pub bad_src: u64,
     /// ... whose GSO or partial-checksum metadata its headers do not back.
@@ -69,7 +72,7 @@ pub struct SwitchCounters {
 
 impl PortCounters {
     /// `(key, value)` pairs in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 17] {
+    pub fn fields(&self) -> [(&'static str, u64); 18] {
         [
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
@@ -77,6 +80,7 @@ impl PortCounters {
             ("rx_runts", self.rx_runts),
             ("rx_oversize", self.rx_oversize),
             ("spoofed", self.spoofed),
+            ("spoofed_ip", self.spoofed_ip),
             ("bad_src", self.bad_src),
             ("rx_bad_offload", self.rx_bad_offload),
             ("rx_flooded", self.rx_flooded),
@@ -112,13 +116,14 @@ pub fn xenstore_key(name: &str) -> String {
 }
 
 /// Help text of each per-port counter, in [`PortCounters::fields`] order.
-const PORT_HELP: [&str; 17] = [
+const PORT_HELP: [&str; 18] = [
     "Frames accepted from the port.",
     "Bytes accepted from the port.",
     "Frames from the port dropped at ingress.",
     "Frames from the port shorter than an Ethernet header.",
     "Frames from the port longer than its MTU.",
     "Frames from the port with a source MAC not its own.",
+    "Frames from the port with a source IP address not among its own.",
     "Frames from the port with a multicast or zero source MAC.",
     "Frames from the port whose GSO or checksum offload its headers do not back.",
     "Frames from the port flooded to all ports.",

@@ -30,7 +30,8 @@ use super::batch::Batch;
 pub use super::device::REMOVE_GRACE_NS;
 use super::device::{Ctx, Device, Step};
 pub use super::vif::{
-    DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, parse_mac, parse_u32,
+    DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams, parse_mac,
+    parse_u32,
 };
 use crate::xen::DomId;
 use crate::xen::xenstore::{Client, WatchEvent, XsError, XsIo};
@@ -164,7 +165,7 @@ impl Backend {
             || !self.prunes.is_empty()
             || !self.candidates.is_empty()
             || !self.probes.is_empty()
-            || self.devices.values().any(|d| d.busy() || d.dirty.frontend || d.dirty.toolstack)
+            || self.devices.values().any(|d| d.busy() || d.dirty.frontend || d.dirty.toolstack || d.dirty.rate)
     }
 
     pub(super) fn fe_token(id: VifId) -> String {
@@ -228,6 +229,8 @@ impl Backend {
                 self.stats.own_events += 1;
             }
             (Some(d), None | Some("state" | "online")) => d.dirty.toolstack = true,
+            // The toolstack changed the rate limit (Linux netback watches it too).
+            (Some(d), Some("rate")) => d.dirty.rate = true,
             (None, None) => {
                 // The directory itself came or went: a failed device may be
                 // a new one now.
@@ -327,6 +330,7 @@ impl Backend {
             d.own_state_events = 0;
             d.dirty.frontend = true;
             d.dirty.toolstack = true;
+            d.dirty.rate = true;
         }
     }
 }

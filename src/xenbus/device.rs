@@ -12,6 +12,7 @@
 use super::backend::BackendStats;
 use super::batch::Batch;
 use super::frontend;
+use super::params::{self, VifParams};
 use super::state::XenbusState;
 use super::vif::{VifHost, VifId};
 use crate::xen::xenstore::client::{MAX_TRACKED, MAX_UNACKED};
@@ -34,6 +35,8 @@ pub struct Dirty {
     pub frontend: bool,
     /// The toolstack wrote our `state` or `online`, or removed our directory.
     pub toolstack: bool,
+    /// The toolstack wrote our `rate`.
+    pub rate: bool,
 }
 
 /// What the backend passes to a device step.
@@ -74,6 +77,8 @@ enum Job {
     },
     /// Reading our `state` and `online`.
     Toolstack(Batch),
+    /// Reading our `rate`.
+    Rate(Batch),
 }
 
 /// What one step did.
@@ -96,6 +101,8 @@ pub struct Device {
     /// The frontend directory.
     pub fe: String,
     mac: [u8; 6],
+    /// What the toolstack configured (read at probe; `rate` kept current).
+    pub params: VifParams,
     /// The state we last wrote.
     pub state: XenbusState,
     /// Whether the data plane holds it.
@@ -114,12 +121,13 @@ pub struct Device {
 impl Device {
     /// A device that was just advertised (we wrote state 2) and whose
     /// frontend watch `watch` is being registered.
-    pub fn new(id: VifId, be: String, fe: String, mac: [u8; 6], watch: Batch) -> Self {
+    pub fn new(id: VifId, be: String, fe: String, mac: [u8; 6], params: VifParams, watch: Batch) -> Self {
         Self {
             id,
             be,
             fe,
             mac,
+            params,
             state: XenbusState::InitWait,
             connected: false,
             remove_at: None,
@@ -138,7 +146,7 @@ impl Device {
     pub fn cancel(&mut self, xs: &mut Client) {
         match &mut self.job {
             Job::Idle => {}
-            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) => b.cancel(xs),
+            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) | Job::Rate(b) => b.cancel(xs),
             Job::ConnectQueues { top, queues, .. } => {
                 top.cancel(xs);
                 queues.cancel(xs);
@@ -152,11 +160,13 @@ impl Device {
     pub fn step(&mut self, cx: &mut Ctx) -> Step {
         let done = match &mut self.job {
             Job::Idle => return self.start(cx),
-            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) => b.poll(cx.xs),
+            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) | Job::Rate(b) => b.poll(cx.xs),
             Job::ConnectQueues { queues, .. } => queues.poll(cx.xs),
         };
         let expired = match &self.job {
-            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) => b.expired(cx.now),
+            Job::Watch(b) | Job::Frontend(b) | Job::ConnectTop(b) | Job::Toolstack(b) | Job::Rate(b) => {
+                b.expired(cx.now)
+            }
             Job::ConnectQueues { queues, .. } => queues.expired(cx.now),
             Job::Idle => false,
         };
@@ -166,10 +176,12 @@ impl Device {
             }
             // xenstored did not answer in time: look again from the start.
             warn!("vif {}/{}: xenstore replies overdue; retrying", self.id.frontend.0, self.id.devid);
-            let retry_toolstack = matches!(self.job, Job::Toolstack(_));
+            let (retry_toolstack, retry_rate) =
+                (matches!(self.job, Job::Toolstack(_)), matches!(self.job, Job::Rate(_)));
             self.cancel(cx.xs);
-            self.dirty.frontend |= !retry_toolstack;
+            self.dirty.frontend |= !(retry_toolstack || retry_rate);
             self.dirty.toolstack |= retry_toolstack;
+            self.dirty.rate |= retry_rate;
             return Step::Done;
         }
         if !has_room(cx.xs) {
@@ -184,6 +196,7 @@ impl Device {
             Job::ConnectTop(b) => self.connect_top(cx, b),
             Job::ConnectQueues { top, queues, n } => self.connect(cx, &top, Some(&queues), n),
             Job::Toolstack(b) => self.toolstack_changed(cx, &b),
+            Job::Rate(b) => self.rate_changed(cx, &b),
         };
         r.unwrap_or_else(|e| {
             warn!("vif {}/{}: {e}", self.id.frontend.0, self.id.devid);
@@ -192,11 +205,13 @@ impl Device {
     }
 
     fn start(&mut self, cx: &mut Ctx) -> Step {
-        if !(self.dirty.toolstack || self.dirty.frontend) || !has_room(cx.xs) {
+        if !(self.dirty.toolstack || self.dirty.frontend || self.dirty.rate) || !has_room(cx.xs) {
             return Step::Waiting;
         }
         let (be, fe) = (&self.be, &self.fe);
-        let r = if self.dirty.toolstack {
+        let r = if self.dirty.rate && !self.dirty.toolstack {
+            Batch::start(cx.xs, cx.now, |b, xs| b.read(xs, &format!("{be}/rate"))).map(Job::Rate)
+        } else if self.dirty.toolstack {
             Batch::start(cx.xs, cx.now, |b, xs| {
                 b.read(xs, &format!("{be}/state"))?;
                 b.read(xs, &format!("{be}/online"))
@@ -211,10 +226,10 @@ impl Device {
         };
         match r {
             Ok(job) => {
-                if matches!(job, Job::Toolstack(_)) {
-                    self.dirty.toolstack = false;
-                } else {
-                    self.dirty.frontend = false;
+                match job {
+                    Job::Toolstack(_) => self.dirty.toolstack = false,
+                    Job::Rate(_) => self.dirty.rate = false,
+                    _ => self.dirty.frontend = false,
                 }
                 self.job = job;
                 Step::Done
@@ -305,7 +320,7 @@ impl Device {
                 return Ok(Step::Done);
             }
         };
-        if let Err(why) = cx.host.connect(id, self.mac, &info) {
+        if let Err(why) = cx.host.connect(id, self.mac, &info, &self.params) {
             self.fail(cx, &format!("connect failed: {why}"));
             return Ok(Step::Done);
         }
@@ -314,14 +329,29 @@ impl Device {
         let _ = cx.xs.rm_nowait(cx.io, &format!("{}/error", self.be));
         self.set_state(cx, XenbusState::Connected);
         info!(
-            "vif {}/{}: connected ({} queue(s), {:?}, sg {}, gso4 {})",
+            "vif {}/{}: connected ({} queue(s), {:?}, sg {}, gso4 {}), {}",
             id.frontend.0,
             id.devid,
             info.queues.len(),
             info.queues.first().map(|q| q.evtchn),
             info.sg,
-            info.gso_tcpv4
+            info.gso_tcpv4,
+            params::describe(&self.params)
         );
+        Ok(Step::Done)
+    }
+
+    /// The toolstack rewrote `rate`: the new limit applies at once to a
+    /// connected vif, and from the connect on to one that is not yet.
+    fn rate_changed(&mut self, cx: &mut Ctx, b: &Batch) -> Result<Step, XsError> {
+        let rate = params::rate(b, &self.be)?;
+        if rate != self.params.rate {
+            self.params.rate = rate;
+            info!("vif {}/{}: {}", self.id.frontend.0, self.id.devid, params::describe(&self.params));
+            if self.connected {
+                cx.host.set_rate(self.id, rate);
+            }
+        }
         Ok(Step::Done)
     }
 

@@ -6,9 +6,11 @@ pub mod backend;
 mod batch;
 mod device;
 mod frontend;
+pub mod params;
 mod scan;
 pub mod state;
 pub mod vif;
 
 pub use backend::{Backend, EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
+pub use params::VifParams;
 pub use state::XenbusState;

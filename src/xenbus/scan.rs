@@ -7,6 +7,7 @@
 use super::backend::{Backend, Listing, MAX_DEVICES};
 use super::batch::Batch;
 use super::device::{Ctx, Device, has_room};
+use super::params;
 use super::vif::{FEATURES, VifHost, VifId, parse_mac, parse_u32};
 use crate::xen::DomId;
 use crate::xen::xenstore::{Client, XsError, XsIo};
@@ -234,7 +235,7 @@ impl Backend {
                 for k in ["state", "frontend-id", "frontend", "mac"] {
                     b.read(xs, &format!("{be}/{k}"))?;
                 }
-                Ok(())
+                params::request(b, xs, &be)
             });
             match started {
                 Ok(b) => {
@@ -277,6 +278,10 @@ impl Backend {
             Some(m) => m,
             None => return self.fail_probe(xs, io, id, &be, "missing or malformed mac"),
         };
+        let params = match params::read(b, &be, mac)? {
+            Ok(p) => p,
+            Err(why) => return self.fail_probe(xs, io, id, &be, &why),
+        };
         for (k, v) in FEATURES {
             xs.write_nowait(io, &format!("{be}/{k}"), v.as_bytes())?;
         }
@@ -293,7 +298,8 @@ impl Backend {
             "vif {}/{}: probed, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, frontend {fe}",
             id.frontend.0, id.devid, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
         );
-        self.devices.insert(id, Device::new(id, be, fe, mac, watch));
+        info!("vif {}/{}: {}", id.frontend.0, id.devid, params::describe(&params));
+        self.devices.insert(id, Device::new(id, be, fe, mac, params, watch));
         Ok(())
     }
 

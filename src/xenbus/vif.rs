@@ -3,6 +3,8 @@
 //! and the parsers for the values read from xenstore.
 #![forbid(unsafe_code)]
 
+pub use super::params::VifParams;
+use crate::netback::credit::Rate;
 use crate::xen::{DomId, EvtchnPort, GrantRef};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -82,10 +84,15 @@ pub struct FrontendInfo {
 /// The side that owns data paths: maps rings, binds ports, plugs the vif
 /// into the switch.
 pub trait VifHost {
-    /// Connects a vif; an error fails that device.
-    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String>;
+    /// Connects a vif configured with `params` by the toolstack; an error
+    /// fails that device.
+    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo, params: &VifParams) -> Result<(), String>;
     /// Disconnects it (idempotent): unmap, unbind, free, unplug.
     fn disconnect(&mut self, id: VifId);
+    /// The toolstack changed a connected vif's `rate` (None: unlimited).
+    fn set_rate(&mut self, id: VifId, rate: Option<Rate>) {
+        let _ = (id, rate);
+    }
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.

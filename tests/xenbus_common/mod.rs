@@ -5,9 +5,10 @@
 
 use std::cell::Cell;
 use xvif::hal::SharedMem;
+use xvif::netback::Rate;
 use xvif::testing::xenstore::FakeXenstore;
 use xvif::xen::xenstore::{Client, XsIo};
-use xvif::xenbus::backend::{Backend, FrontendInfo, VifHost, VifId};
+use xvif::xenbus::backend::{Backend, FrontendInfo, VifHost, VifId, VifParams};
 
 pub const ME: u16 = 1;
 pub const BE_ROOT: &str = "/local/domain/1/backend/vif";
@@ -17,17 +18,25 @@ pub const EVENTS_PER_POLL: usize = 32;
 #[derive(Default)]
 pub struct Host {
     pub connected: Vec<(VifId, [u8; 6], FrontendInfo)>,
+    /// What the toolstack configured, per connect.
+    pub params: Vec<(VifId, VifParams)>,
+    /// `set_rate` calls.
+    pub rates: Vec<(VifId, Option<Rate>)>,
     pub disconnected: Vec<VifId>,
     pub fail_connect: bool,
 }
 
 impl VifHost for Host {
-    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo) -> Result<(), String> {
+    fn connect(&mut self, id: VifId, mac: [u8; 6], fe: &FrontendInfo, params: &VifParams) -> Result<(), String> {
         if self.fail_connect {
             return Err("no grant mapping space".into());
         }
         self.connected.push((id, mac, fe.clone()));
+        self.params.push((id, params.clone()));
         Ok(())
+    }
+    fn set_rate(&mut self, id: VifId, rate: Option<Rate>) {
+        self.rates.push((id, rate));
     }
     fn disconnect(&mut self, id: VifId) {
         self.disconnected.push(id);

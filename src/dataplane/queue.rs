@@ -1,0 +1,89 @@
+//! One vif's hold on Xen resources: each queue's mapped rings and bound
+//! event channels, and the vif with its switch port.
+#![forbid(unsafe_code)]
+
+use crate::netback::Vif;
+use crate::platform::bufpool::FrameBuf;
+use crate::platform::xen::{self, MappedGrant};
+use crate::switch::PortId;
+use crate::xen::EvtchnPort;
+use crate::xenbus::backend::{EventChannels, QueueInfo};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use log::warn;
+
+/// One queue's mapped rings and bound event channels.
+pub(super) struct QueueSlot {
+    pub tx_evt: EvtchnPort,
+    pub rx_evt: EvtchnPort,
+    pub maps: [MappedGrant; 2],
+    /// The last TX poll left work: poll again without an event.
+    pub more: bool,
+    /// A packet waits on this queue's TX ring for transmit credit: poll
+    /// again once the vif's `tx_wait_until` has passed, not before.
+    pub credit_wait: bool,
+}
+
+impl QueueSlot {
+    /// Maps the rings and binds the event channels of one queue; on error
+    /// undoes what it did.
+    pub fn open(frontend: crate::xen::DomId, q: &QueueInfo) -> Result<Self, String> {
+        let tx_map = xen::map_grant(frontend, q.tx_ring_ref).map_err(|e| format!("map tx ring: {e}"))?;
+        let rx_map = match xen::map_grant(frontend, q.rx_ring_ref) {
+            Ok(m) => m,
+            Err(e) => {
+                unmap_all([tx_map]);
+                return Err(format!("map rx ring: {e}"));
+            }
+        };
+        let bind = |p| xen::bind_counted(frontend, p);
+        let evts = match q.evtchn {
+            EventChannels::Single(p) => bind(p).map(|l| (l, l)).map_err(|e| format!("bind event channel: {e}")),
+            EventChannels::Split { tx, rx } => match (bind(tx), bind(rx)) {
+                (Ok(t), Ok(r)) => Ok((t, r)),
+                (t, r) => {
+                    for p in [t, r].into_iter().flatten() {
+                        xen::close_counted(p);
+                    }
+                    Err("bind split event channels".into())
+                }
+            },
+        };
+        match evts {
+            Ok((tx_evt, rx_evt)) => Ok(Self { tx_evt, rx_evt, maps: [tx_map, rx_map], more: true, credit_wait: false }),
+            Err(e) => {
+                unmap_all([tx_map, rx_map]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the event channels and unmaps the rings (after the vif let
+    /// go of its views of them).
+    pub fn close(self) {
+        xen::close_counted(self.tx_evt);
+        if self.rx_evt != self.tx_evt {
+            xen::close_counted(self.rx_evt);
+        }
+        unmap_all(self.maps);
+    }
+}
+
+fn unmap_all<const N: usize>(maps: [MappedGrant; N]) {
+    for m in maps {
+        if let Err(e) = xen::unmap_grant(m) {
+            warn!("netback: grant unmap failed: {e}");
+        }
+    }
+}
+
+/// A connected vif.
+pub(super) struct Slot {
+    pub vif: Vif<FrameBuf>,
+    pub port: PortId,
+    pub queues: Vec<QueueSlot>,
+    /// The queue TX polling starts at, rotated every turn so that queues
+    /// sharing the vif's transmit credit take turns at it.
+    pub first_queue: usize,
+}
