@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: xen-stress bench-xen fuzz all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: xen-stress bench-xen fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -68,7 +68,7 @@ xen-test: build xen-deps
 xen-stress: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) XVIF_XEN_STRESS=1 $(PYTEST) tests/xen/test_load.py
 
-test: lint host-test qemu-test xen-test
+test: lint host-test fuzz-smoke qemu-test xen-test
 	@echo "make test: all suites passed"
 
 # Benchmarks (not tests: they print numbers, they assert nothing about speed).
@@ -88,13 +88,23 @@ bench: build deps
 bench-xen: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) python3 tests/bench/xen_netbench.py
 
-# Fuzz the parsers of hostile input (xenstore replies, netback TX rings) with
-# libFuzzer; needs nightly Rust and cargo-fuzz, installed here when missing.
-FUZZ_SECONDS ?= 60
-fuzz:
-	@rustup toolchain list | grep -q '^nightly' || { echo "fuzz: installing the nightly toolchain (rustup)"; rustup toolchain install nightly --profile minimal; }
-	@command -v cargo-fuzz >/dev/null || { echo "fuzz: installing cargo-fuzz (cargo install)"; cargo install cargo-fuzz --locked; }
-	cd fuzz && for t in xenstore_replies netback_tx_ring; do cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+# Fuzzing (fuzz/fuzz.sh): libFuzzer through the libfuzzer-sys crate on the
+# pinned stable toolchain (rustc's stable coverage flags; no nightly, no
+# cargo-fuzz). Targets: xenstore replies, TX ring, RX ring, xenbus backend,
+# switch ingress/offload, management ingress filter. Each runs in one
+# process; a crash fails the run and leaves its input in fuzz/artifacts/.
+# fuzz-smoke is part of `make test`; `make fuzz` is the long run.
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+fuzz-build:
+	@bash tests/deps.sh fuzz
+	bash fuzz/fuzz.sh build
+
+fuzz-smoke: fuzz-build
+	bash fuzz/fuzz.sh run $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-build
+	bash fuzz/fuzz.sh run $(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

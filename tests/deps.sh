@@ -3,6 +3,7 @@
 # and says what it installed. Idempotent: a second run installs nothing.
 #   tests/deps.sh build   Rust target only
 #   tests/deps.sh qemu    + QEMU 10 (bookworm-backports) and python test modules
+#   tests/deps.sh fuzz    + a C++ compiler for libFuzzer
 set -euo pipefail
 what=${1:-qemu}
 say() { echo "deps: $*"; }
@@ -32,6 +33,17 @@ apt_install() {
     added=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
     say "  added $(echo "$added" | wc -w) packages: ${added}"
 }
+
+# libFuzzer (built from source by the libfuzzer-sys crate for fuzz/) needs
+# a C++ compiler.
+if [ "$what" = fuzz ]; then
+    if ! command -v c++ >/dev/null; then
+        apt_update
+        say "installing g++ for libFuzzer (apt)"
+        apt_install g++
+    fi
+    exit 0
+fi
 
 # bookworm's QEMU 7.2 crashes the nested Xen dom0; QEMU 10 comes from
 # bookworm-backports. The suite is derived from the machine's own apt sources
