@@ -272,6 +272,13 @@ impl FakeXenstore {
             drop(inb);
             self.handle(hdr, &payload);
         }
+        self.deliver();
+    }
+
+    /// Moves queued replies and watch events into the response ring, as
+    /// xenstored does on its own; requests are not read (a real xenstored
+    /// reads them when the client kicks its event channel).
+    pub fn deliver(&self) {
         let mut out = self.outbuf.borrow_mut();
         while !out.is_empty() {
             let chunk: Vec<u8> = out.iter().copied().take(1024).collect();

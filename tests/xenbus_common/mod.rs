@@ -44,18 +44,23 @@ impl VifHost for Host {
 }
 
 /// The main loop's view of xenstore: `notify` does not answer at once (the
-/// real xenstored runs on another CPU); `wait` is counted, and the backend
-/// must never call it from the loop.
+/// real xenstored runs on another CPU) but marks the ring kicked, and only a
+/// kicked ring's requests are read on the next turn, as xenstored reads a
+/// domain's ring when its event channel fires; `wait` is counted, and the
+/// backend must never call it from the loop.
 pub struct Deferred<'a> {
     pub xs: &'a FakeXenstore,
     pub waits: &'a Cell<usize>,
+    pub kicked: &'a Cell<bool>,
 }
 
 impl XsIo for Deferred<'_> {
     fn mem(&self) -> &dyn SharedMem {
         self.xs.mem()
     }
-    fn notify(&self) {}
+    fn notify(&self) {
+        self.kicked.set(true);
+    }
     fn wait(&self) {
         self.waits.set(self.waits.get() + 1);
         self.xs.wait();
@@ -72,6 +77,8 @@ pub struct World {
     pub host: Host,
     /// Times the loop waited for xenstore.
     pub waits: Cell<usize>,
+    /// The client kicked xenstored since its last turn.
+    pub kicked: Cell<bool>,
 }
 
 impl World {
@@ -83,7 +90,7 @@ impl World {
         let xs = FakeXenstore::new(ME);
         let mut c = Client::new();
         let be = Backend::start_with_queues(&mut c, &xs, "/local/domain/1", queues).unwrap();
-        let mut w = World { xs, c, be, host: Host::default(), waits: Cell::new(0) };
+        let mut w = World { xs, c, be, host: Host::default(), waits: Cell::new(0), kicked: Cell::new(false) };
         w.settle();
         w
     }
@@ -92,9 +99,17 @@ impl World {
     /// `EVENTS_PER_POLL` watch events, let the backend work. True when
     /// anything happened.
     pub fn poll(&mut self) -> bool {
-        self.xs.serve();
-        let io = Deferred { xs: &self.xs, waits: &self.waits };
+        if self.kicked.replace(false) {
+            self.xs.serve();
+        } else {
+            self.xs.deliver();
+        }
+        let io = Deferred { xs: &self.xs, waits: &self.waits, kicked: &self.kicked };
         let moved = self.c.pump(io.mem()).unwrap_or(false);
+        if moved {
+            // As XenHost::poll does.
+            io.notify();
+        }
         let mut any = moved;
         for _ in 0..EVENTS_PER_POLL {
             let Some(ev) = self.c.next_event() else { break };
