@@ -53,10 +53,13 @@ impl VifHost for DataPlane {
                 }
             }
         }
+        // The vif takes the mappings themselves: they unmap when it releases
+        // and drops them, so no view of a ring outlives its mapping.
         let rings = queues
-            .iter()
-            .map(|q| {
-                let r: QueueRings = (Box::new(q.maps[0].page()), Box::new(q.maps[1].page()));
+            .iter_mut()
+            .filter_map(|q| q.rings.take())
+            .map(|(tx, rx)| {
+                let r: QueueRings = (Box::new(tx), Box::new(rx));
                 r
             })
             .collect();

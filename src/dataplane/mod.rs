@@ -231,10 +231,11 @@ impl DataPlane {
         let (heap, _) = crate::platform::heap::usage();
         let f = crate::platform::frames::stats();
         format!(
-            "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={}",
+            "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={} unmap_failed={}",
             self.slots.len(),
             self.pool.in_use,
-            f.used
+            f.used,
+            xen::unmap_failures()
         )
     }
 

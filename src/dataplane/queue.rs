@@ -11,13 +11,14 @@ use crate::xenbus::backend::{EventChannels, QueueInfo};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use log::warn;
 
 /// One queue's mapped rings and bound event channels.
 pub(super) struct QueueSlot {
     pub tx_evt: EvtchnPort,
     pub rx_evt: EvtchnPort,
-    pub maps: [MappedGrant; 2],
+    /// The TX and RX ring mappings until the vif takes them (it then owns
+    /// them; they are unmapped when it lets them go).
+    pub rings: Option<(MappedGrant, MappedGrant)>,
     /// The last TX poll left work: poll again without an event.
     pub more: bool,
     /// A packet waits on this queue's TX ring for transmit credit: poll
@@ -32,10 +33,8 @@ impl QueueSlot {
         let tx_map = xen::map_grant(frontend, q.tx_ring_ref).map_err(|e| format!("map tx ring: {e}"))?;
         let rx_map = match xen::map_grant(frontend, q.rx_ring_ref) {
             Ok(m) => m,
-            Err(e) => {
-                unmap_all([tx_map]);
-                return Err(format!("map rx ring: {e}"));
-            }
+            // Dropping `tx_map` unmaps it.
+            Err(e) => return Err(format!("map rx ring: {e}")),
         };
         let bind = |p| xen::bind_counted(frontend, p);
         let evts = match q.evtchn {
@@ -51,29 +50,19 @@ impl QueueSlot {
             },
         };
         match evts {
-            Ok((tx_evt, rx_evt)) => Ok(Self { tx_evt, rx_evt, maps: [tx_map, rx_map], more: true, credit_wait: false }),
-            Err(e) => {
-                unmap_all([tx_map, rx_map]);
-                Err(e)
+            Ok((tx_evt, rx_evt)) => {
+                Ok(Self { tx_evt, rx_evt, rings: Some((tx_map, rx_map)), more: true, credit_wait: false })
             }
+            Err(e) => Err(e),
         }
     }
 
-    /// Closes the event channels and unmaps the rings (after the vif let
-    /// go of its views of them).
+    /// Closes the event channels; rings the vif never took are unmapped
+    /// as they drop.
     pub fn close(self) {
         xen::close_counted(self.tx_evt);
         if self.rx_evt != self.tx_evt {
             xen::close_counted(self.rx_evt);
-        }
-        unmap_all(self.maps);
-    }
-}
-
-fn unmap_all<const N: usize>(maps: [MappedGrant; N]) {
-    for m in maps {
-        if let Err(e) = xen::unmap_grant(m) {
-            warn!("netback: grant unmap failed: {e}");
         }
     }
 }

@@ -20,7 +20,7 @@ pub use events::{
     evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_close, evtchn_send, next_unmask, poll_events, take_fired,
     throttled,
 };
-pub use foreign::{MappedGrant, bind_counted, close_counted, map_grant, resources, unmap_grant};
+pub use foreign::{MappedGrant, bind_counted, close_counted, map_grant, resources, unmap_failures};
 
 static HYPERCALL_PAGE: AtomicU64 = AtomicU64::new(0);
 static SHARED_INFO: AtomicU64 = AtomicU64::new(0);

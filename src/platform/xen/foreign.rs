@@ -2,29 +2,72 @@
 //! the counts of mapped grants and bound event channels.
 
 use super::{XenGrantOps, XenPage, evtchn_bind_interdomain, evtchn_close, take_fired};
-use crate::hal::GrantOps;
+use crate::hal::{GrantOps, SharedMem};
 use crate::xen::abi;
 use crate::xen::{DomId, EvtchnPort, XenError};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 static MAPPED: AtomicU64 = AtomicU64::new(0);
+static UNMAP_FAILED: AtomicU64 = AtomicU64::new(0);
 static BOUND: AtomicU64 = AtomicU64::new(0);
 static WINDOW_FREE: Mutex<alloc::vec::Vec<u64>> = Mutex::new(alloc::vec::Vec::new());
 static WINDOW_NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// A peer's page mapped into our foreign window.
+/// A peer's page mapped into our foreign window, and the only way to reach
+/// it: the mapping is the view (it is `SharedMem` itself, neither `Copy` nor
+/// `Clone`), and dropping it unmaps the page. So no view of the page can
+/// outlive the mapping: whoever reads the ring owns the mapping.
 #[derive(Debug)]
 pub struct MappedGrant {
-    gpa: u64,
+    page: XenPage,
     handle: u32,
 }
 
-impl MappedGrant {
-    /// The mapped page as shared memory.
-    pub fn page(&self) -> XenPage {
-        XenPage { addr: self.gpa }
+impl SharedMem for MappedGrant {
+    fn size(&self) -> usize {
+        self.page.size()
     }
+    fn read_u32(&self, off: usize) -> u32 {
+        self.page.read_u32(off)
+    }
+    fn write_u32(&self, off: usize, v: u32) {
+        self.page.write_u32(off, v);
+    }
+    fn read_bytes(&self, off: usize, buf: &mut [u8]) {
+        self.page.read_bytes(off, buf);
+    }
+    fn write_bytes(&self, off: usize, data: &[u8]) {
+        self.page.write_bytes(off, data);
+    }
+    fn compare_exchange_u16(&self, off: usize, old: u16, new: u16) -> u16 {
+        self.page.compare_exchange_u16(off, old, new)
+    }
+}
+
+impl Drop for MappedGrant {
+    /// Unmaps the page. The window slot is reused only when Xen confirmed
+    /// the unmap; otherwise the slot stays out of use and the failure is
+    /// counted (`unmap_failures`).
+    fn drop(&mut self) {
+        let mut op =
+            [abi::GnttabUnmapGrantRef { host_addr: self.page.addr, handle: self.handle, ..Default::default() }];
+        match XenGrantOps.unmap(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status)) {
+            Ok(()) => {
+                MAPPED.fetch_sub(1, Ordering::Relaxed);
+                WINDOW_FREE.lock().push(self.page.addr);
+            }
+            Err(e) => {
+                UNMAP_FAILED.fetch_add(1, Ordering::Relaxed);
+                log::warn!("grant unmap of {:#x} failed: {e}", self.page.addr);
+            }
+        }
+    }
+}
+
+/// Grant unmaps Xen refused since boot (their window slots stay unused).
+pub fn unmap_failures() -> u64 {
+    UNMAP_FAILED.load(Ordering::Relaxed)
 }
 
 fn window_slot() -> Option<u64> {
@@ -51,23 +94,13 @@ pub fn map_grant(domid: DomId, gref: crate::xen::GrantRef) -> Result<MappedGrant
     match r {
         Ok(()) => {
             MAPPED.fetch_add(1, Ordering::Relaxed);
-            Ok(MappedGrant { gpa, handle: op[0].handle })
+            Ok(MappedGrant { page: XenPage { addr: gpa }, handle: op[0].handle })
         }
         Err(e) => {
             WINDOW_FREE.lock().push(gpa);
             Err(e)
         }
     }
-}
-
-/// Unmaps a grant mapped with `map_grant`; the window slot is reused only
-/// when Xen confirmed the unmap.
-pub fn unmap_grant(m: MappedGrant) -> Result<(), XenError> {
-    let mut op = [abi::GnttabUnmapGrantRef { host_addr: m.gpa, handle: m.handle, ..Default::default() }];
-    XenGrantOps.unmap(&mut op).and_then(|()| crate::xen::error::GrantStatus::check(op[0].status))?;
-    MAPPED.fetch_sub(1, Ordering::Relaxed);
-    WINDOW_FREE.lock().push(m.gpa);
-    Ok(())
 }
 
 /// Binds to a peer's port and counts it.
