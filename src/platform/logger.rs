@@ -22,7 +22,7 @@ const LINES_PER_SEC: u32 = 50;
 static BUDGET: Mutex<TokenBucket> = Mutex::new(TokenBucket::new(LINE_BURST, LINES_PER_SEC));
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 /// A log line longer than this is cut (and ends in "...").
-const LINE_MAX: usize = 240;
+const LINE_MAX: usize = 512;
 /// Where a crash report goes besides the early console: a sink that takes no
 /// lock (the crash may have interrupted its holder).
 static CRASH_SINK: spin::Once<fn(&[u8])> = spin::Once::new();
