@@ -16,7 +16,7 @@ pub use super::error::XsError;
 use super::wire::{self, HEADER_LEN, Header, MAX_PAYLOAD, MsgType, Perm, RING_SIZE};
 use crate::hal::SharedMem;
 use crate::xen::ring::ByteRing;
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -90,7 +90,10 @@ pub struct Client {
     next_req: u32,
     replies: VecDeque<Reply>,
     /// Ids of requests sent without waiting; their replies are dropped.
-    unacked: BTreeSet<u32>,
+    /// Requests whose replies nobody waits for, with the path of those
+    /// sent by `write_nowait`/`rm_nowait` (empty for cancelled ones), so a
+    /// failure can be reported with its path.
+    unacked: BTreeMap<u32, String>,
     /// Requests sent with `submit`, by id: what was sent, and the reply
     /// once it arrived.
     tracked: BTreeMap<u32, (MsgType, Option<Reply>)>,
@@ -206,9 +209,13 @@ impl Client {
                 *slot = Some(Reply { req_id: hdr.req_id, ty: hdr.ty, payload });
                 continue;
             }
-            if self.unacked.remove(&hdr.req_id) {
+            if let Some(path) = self.unacked.remove(&hdr.req_id) {
                 if hdr.ty == MsgType::Error {
                     self.stats.nowait_errors += 1;
+                    if !path.is_empty() {
+                        let name = wire::split_strings(&payload).into_iter().next().unwrap_or_default();
+                        log::warn!("xenstore: {path}: xenstore error {name} (sent without waiting)");
+                    }
                 }
                 continue;
             }
@@ -300,7 +307,8 @@ impl Client {
             return Err(XsError::BadRequest("too many requests in flight"));
         }
         let id = self.send(ty, 0, parts)?;
-        self.unacked.insert(id);
+        let path = parts.first().map(|p| String::from_utf8_lossy(p.strip_suffix(&[0]).unwrap_or(p)).into_owned());
+        self.unacked.insert(id, path.unwrap_or_default());
         if self.pump(io.mem())? {
             io.notify();
         }
@@ -370,7 +378,7 @@ impl Client {
         if let Some((_, None)) = self.tracked.remove(&id)
             && self.unacked.len() < MAX_UNACKED
         {
-            self.unacked.insert(id);
+            self.unacked.insert(id, String::new());
         }
     }
 
