@@ -114,10 +114,12 @@ def record_console_crashes(xen, name):
 
 
 class Guest:
-    def __init__(self, xen, name, ip, mac, backend="xvif", queues=None):
-        """queues: netfront's max_queues (None: its default, one per vCPU)."""
+    def __init__(self, xen, name, ip, mac, backend="xvif", queues=None, vif=""):
+        """queues: netfront's max_queues (None: its default, one per vCPU);
+        vif: more keys for the vif spec, e.g. "rate=10Mb/s,bridge=red"."""
         self.xen, self.name, self.ip, self.mac, self.backend = xen, name, ip, mac, backend
         self.queues = queues
+        self.vif = vif
         self.n = 0
 
     @property
@@ -133,7 +135,8 @@ class Guest:
         self.xen.sh("rm -f %s; : > /var/log/xen/xl-%s.log" % (self.console, self.name), quiet=True)
         nfq = " nfqueues=%d" % self.queues if self.queues else ""
         xl_create(self.xen, "/guests/guest-linux-pv.cfg 'name=\"%s\"' 'extra=\"console=hvc0 rdinit=/init ip=%s/24%s\"' "
-                            "'vif=[\"backend=%s,mac=%s\"]'" % (self.name, self.ip, nfq, self.backend, self.mac), self.name)
+                            "'vif=[\"backend=%s,mac=%s%s\"]'" % (self.name, self.ip, nfq, self.backend, self.mac,
+                                                                 "," + self.vif if self.vif else ""), self.name)
         self.wait_up()
 
     def wait_up(self, timeout=240):
