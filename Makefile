@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: xen-stress bench-xen fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: xen-stress xen-hostile bench-xen fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -67,6 +67,10 @@ xen-test: build xen-deps
 # fault in about half the runs (tests/xen/nested-repro/README.md).
 xen-stress: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) XVIF_XEN_STRESS=1 $(PYTEST) tests/xen/test_load.py
+
+# The hostile netfront (tests/xen/test_hostile.py), about 15 minutes.
+xen-hostile: build xen-deps
+	XVIF_ELF=$(CURDIR)/$(ELF) XVIF_XEN_HOSTILE=1 $(PYTEST) tests/xen/test_hostile.py
 
 test: lint host-test fuzz-smoke qemu-test xen-test
 	@echo "make test: all suites passed"

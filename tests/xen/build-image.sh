@@ -11,7 +11,8 @@
 #                  XVIF-DOM0-READY, runs /guests/autorun.sh if present, then
 #                  gives a shell on the console. /guests/ holds vmlinuz and
 #                  domU.cpio.gz so dom0 can start Linux PV guests.
-#   domU.cpio.gz   Linux PV guest initramfs: busybox + xen-netfront; /init
+#   domU.cpio.gz   Linux PV guest initramfs: busybox + xen-netfront (and
+#                  hostile/hostile-netfront for xvif_hostile=1 guests); /init
 #                  brings eth0 up with ip=ADDR/LEN from the kernel command line
 #                  (optional ping=ADDR keeps pinging it and prints PING-OK).
 #   netdd.cpio.gz  Linux PV network driver domain initramfs (for benchmarks
@@ -85,7 +86,10 @@ uris=$(apt-get download --print-uris "${PKGS[@]}" 2>/dev/null) ||
 # "'URI' file size hash": keep only file/size/hash (never write the URI anywhere)
 MANIFEST=$(awk '{print $2, $3, $4}' <<<"$uris" | sort)
 [ "$(wc -l <<<"$MANIFEST")" -eq ${#PKGS[@]} ] || die "expected ${#PKGS[@]} packages, apt resolved: $MANIFEST"
-KEY=$( { printf '%s\n' "$MANIFEST"; sha256sum <"$SELF"; } | sha256sum | cut -c1-16)
+# hostile/: the user-space netfront built into the domU image (its source is in the key)
+HOSTILE_DIR=$(dirname "$SELF")/hostile
+KEY=$( { printf '%s\n' "$MANIFEST"; sha256sum <"$SELF"; cat "$HOSTILE_DIR"/build.sh "$HOSTILE_DIR"/*.c | sha256sum; } |
+       sha256sum | cut -c1-16)
 OUT=$IMGROOT/$KEY
 
 if [ $FORCE = 0 ] && [ -f "$OUT/.complete" ]; then
@@ -198,7 +202,9 @@ mkcpio() { # ROOT OUTFILE (newc, root-owned, gzip -6)
 
 ########## domU (Linux PV guest) root ##########
 R=$WORK/root-domU; mkroot "$R"
-copy_mods "$R" xen-netfront
+copy_mods "$R" xen-netfront xen-gntalloc xen-evtchn
+# xvif_hostile=1 guests run hostile-netfront instead of netfront
+bash "$HOSTILE_DIR/build.sh" "$R/usr/bin/hostile-netfront" || die "building hostile-netfront failed"
 # xenstore tools: the guest's command agent reads commands from its own
 # data/ directory (the test harness writes them from dom0).
 for b in xenstore-read xenstore-write; do copy_bin "$R" "usr/bin/$b"; done
@@ -206,18 +212,29 @@ cat >"$R/init" <<'EOF'
 #!/bin/sh
 # Linux PV test guest. Kernel command line: ip=ADDR/LEN [ping=ADDR]
 # [nfqueues=N] (netfront's max_queues: N > 1 asks the backend for N queues)
+# [xvif_hostile=1] (no netfront: xen-gntalloc and xen-evtchn for
+# /usr/bin/hostile-netfront, which plays the frontend; tests/xen/hostile/)
 export PATH=/usr/bin:/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /tmp; mount -t tmpfs tmpfs /tmp
-IP=; PING=; NFQ=
+IP=; PING=; NFQ=; HOSTILE=
 for a in $(cat /proc/cmdline); do
-  case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; nfqueues=*) NFQ=${a#nfqueues=};; esac
+  case $a in ip=*) IP=${a#ip=};; ping=*) PING=${a#ping=};; nfqueues=*) NFQ=${a#nfqueues=};;
+    xvif_hostile=*) HOSTILE=${a#xvif_hostile=};; esac
 done
-modprobe xen-netfront ${NFQ:+max_queues=$NFQ}
-# under TCG netfront can take many seconds to probe
-for i in $(seq 1 120); do [ -e /sys/class/net/eth0 ] && break; sleep 1; done
+if [ "$HOSTILE" = 1 ]; then
+  modprobe xen-gntalloc; modprobe xen-evtchn
+  echo "XVIF-DOMU-HOSTILE gntalloc=$([ -c /dev/xen/gntalloc ] && echo yes || echo no)" \
+       "evtchn=$([ -c /dev/xen/evtchn ] && echo yes || echo no) xenbus=$([ -c /dev/xen/xenbus ] && echo yes || echo no)"
+else
+  modprobe xen-netfront ${NFQ:+max_queues=$NFQ}
+  # under TCG netfront can take many seconds to probe
+  for i in $(seq 1 120); do [ -e /sys/class/net/eth0 ] && break; sleep 1; done
+fi
 ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
+if [ "$HOSTILE" = 1 ]; then
+  :
+elif [ -e /sys/class/net/eth0 ]; then
   [ -n "$IP" ] && ip addr add "$IP" dev eth0
   ip link set eth0 up
   echo "XVIF-DOMU-UP eth0 ip=$IP mac=$(cat /sys/class/net/eth0/address)"

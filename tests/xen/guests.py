@@ -139,13 +139,15 @@ class Guest:
                                                                  "," + self.vif if self.vif else ""), self.name)
         self.wait_up()
 
-    def wait_up(self, timeout=240):
+    def wait_up(self, timeout=240, marker="XVIF-DOMU-UP"):
+        """Waits for the command agent and `marker` (eth0 up, by default) on
+        the guest's console."""
         def up():
             if self.domid is None:
                 raise AssertionError("%s is gone before it came up; xl-%s.log:\n%s" % (
                     self.name, self.name, xl_log_tail(self.xen, self.name)))
-            return self.grep("XVIF-AGENT-UP") and self.grep("XVIF-DOMU-UP")
-        wait_until("%s's agent and eth0" % self.name, up, timeout=timeout, interval=2)
+            return self.grep("XVIF-AGENT-UP") and self.grep(marker)
+        wait_until("%s's agent and %s" % (self.name, marker), up, timeout=timeout, interval=2)
 
     def ensure(self):
         """Creates the guest again if it is gone (a test before destroyed it
