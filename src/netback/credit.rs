@@ -157,6 +157,25 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
+    fn callers_off_the_refill_times_lose_no_credit() {
+        // 10 Mb/s as libxl writes it; the sender comes every 37 ms (as a TCP
+        // sender paced by its ACKs would), never at the refill time, and
+        // sends whatever the credit allows.
+        let r = parse_rate(b"62500,50000").unwrap();
+        let mut c = Credit::new(Some(r), 0);
+        let mut sent = 0u64;
+        let mut now = 0u64;
+        while now < 20_000 * MS {
+            while c.take(1514, now).is_ok() {
+                sent += 1514;
+            }
+            now += 37 * MS;
+        }
+        let mbit = sent as f64 * 8.0 / 20.0 / 1e6;
+        assert!((9.8..=10.2).contains(&mbit), "{mbit} Mb/s");
+    }
+
+    #[test]
     fn parses_what_libxl_writes_and_nothing_else() {
         assert_eq!(parse_rate(b"62500,50000"), Ok(Rate { bytes: 62500, interval_us: 50000 }));
         assert_eq!(parse_rate(b"62500,50000\0"), Ok(Rate { bytes: 62500, interval_us: 50000 }));
