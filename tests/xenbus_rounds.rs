@@ -42,40 +42,36 @@ fn one_guests_state_change_costs_the_same_with_32_vifs_as_with_1() {
     assert!(many <= 4, "{many} requests");
 }
 
+/// Polls until three quiet turns in a row (or `turns` reaches `limit`);
+/// returns the most requests sent in one turn.
+fn poll_until_quiet(w: &mut World, turns: &mut usize, limit: usize) -> usize {
+    let (mut most, mut quiet) = (0, 0);
+    while quiet < 3 && *turns < limit {
+        let before = w.requests();
+        if w.poll() {
+            quiet = 0
+        } else {
+            quiet += 1
+        }
+        most = most.max(w.requests() - before);
+        *turns += 1;
+    }
+    most
+}
+
 #[test]
 fn work_per_loop_turn_is_bounded() {
     let mut w = World::new();
     for g in 10..42 {
         w.toolstack_write(g, 0, &mac(g));
     }
-    let mut most = 0;
     let mut turns = 0;
-    let mut quiet = 0;
-    while quiet < 3 && turns < 10_000 {
-        let before = w.requests();
-        if w.poll() {
-            quiet = 0
-        } else {
-            quiet += 1
-        }
-        most = most.max(w.requests() - before);
-        turns += 1;
-    }
+    let mut most = poll_until_quiet(&mut w, &mut turns, 10_000);
     for g in 10..42 {
         assert_eq!(w.be_state(g, 0).as_deref(), Some("2"), "guest {g} probed");
         w.frontend_write(g, 0, true);
     }
-    quiet = 0;
-    while quiet < 3 && turns < 20_000 {
-        let before = w.requests();
-        if w.poll() {
-            quiet = 0
-        } else {
-            quiet += 1
-        }
-        most = most.max(w.requests() - before);
-        turns += 1;
-    }
+    most = most.max(poll_until_quiet(&mut w, &mut turns, 20_000));
     for g in 10..42 {
         assert_eq!(w.be_state(g, 0).as_deref(), Some("4"), "guest {g} connected");
     }
