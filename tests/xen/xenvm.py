@@ -76,6 +76,9 @@ FATAL_PATTERNS = [
 ]
 # Xen's and guests' (port 0xe9) lines that interleave with command output.
 XEN_LINE = re.compile(r"^\s*\((XEN|d\d+)\)")
+# Xen writes each of its lines whole (with console_timestamps), but it can
+# land in the middle of one of dom0's lines: "...guard page(d26) [  901.9] x\n".
+XEN_INLINE = re.compile(r"\((?:XEN|d\d+)\) \[ *\d+\.\d+\] [^\n]*\n")
 
 
 # Xen buffers only 128 bytes of serial input for dom0 and silently drops the
@@ -498,6 +501,7 @@ class XenVM:
         rc = int(self.p.match.group(1))
         out = self.p.before.replace("\r", "")
         if not raw:
+            out = XEN_INLINE.sub("", out)
             out = "\n".join(l for l in out.split("\n") if not XEN_LINE.match(l))
         dt = time.time() - start
         if record:
