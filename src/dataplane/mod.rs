@@ -248,7 +248,8 @@ impl DataPlane {
                 let text = format!(
                     "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
                      to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
-                     rx_queued_bytes={} rx_stalls={} copies={} disabled={} rate={} tx_rate_deferred={} segment={}",
+                     rx_queued_bytes={} rx_stalls={} copies={} disabled={} rate={} tx_rate_deferred={} \
+                     rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
                     s.vif.queues(),
                     st.from_guest.packets,
                     st.from_guest.bytes,
@@ -265,6 +266,9 @@ impl DataPlane {
                     s.vif.disabled().is_some(),
                     s.vif.rate().map_or(String::from("none"), |r| format!("{},{}", r.bytes, r.interval_us)),
                     st.tx_rate_deferred,
+                    s.vif.rate_waits().0,
+                    s.vif.rate_waits().1 / 1_000_000,
+                    s.vif.rate_waits().2,
                     self.switch.port_segment(s.port).unwrap_or("")
                 );
                 (format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid), text)

@@ -67,6 +67,9 @@ pub struct VifStats {
     /// Times a packet from the guest was left on the ring to wait for
     /// transmit credit (`rate`).
     pub tx_rate_deferred: u64,
+    /// Bytes xvif itself copied into the RX queues (a memcpy per queued
+    /// frame; Xen's grant copies are not counted here).
+    pub rx_copy_bytes: u64,
 }
 
 /// What a poll did.
@@ -223,6 +226,13 @@ impl<B: PacketBuf> Vif<B> {
         self.credit.rate()
     }
 
+    /// Waits for transmit credit that ended, the total time their polls
+    /// came after the refill (ns): the poller's lateness, and the credit
+    /// (bytes) lost to the burst cap meanwhile.
+    pub fn rate_waits(&self) -> (u64, u64, u64) {
+        self.credit.waits()
+    }
+
     /// When a packet waiting for transmit credit can go: the queues that
     /// reported `wait_until` must be polled again then.
     pub fn tx_wait_until(&self) -> Option<u64> {
@@ -308,6 +318,9 @@ impl<B: PacketBuf> Vif<B> {
             (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, &self.cfg.features),
             _ => Err(RxDrop::Disabled),
         };
+        if r.is_ok() {
+            self.stats.rx_copy_bytes += frame.len() as u64;
+        }
         if let Err(d) = r {
             self.stats.to_guest.drops += 1;
             self.stats.last_rx_drop = Some(d);
