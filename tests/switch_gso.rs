@@ -43,8 +43,13 @@ fn check_segments(v6: bool, vlan: Option<u16>, partial: bool) {
     let max = hdr + mss;
     let n = segment(&f, Gso { kind, mss: mss as u16 }, partial, max, &mut scratch, |b| segs.push(b.to_vec()))
         .expect("segments");
-    let one_short = segment(&f, Gso { kind, mss: mss as u16 }, partial, max - 1, &mut scratch, |_| panic!("none"));
-    assert_eq!(one_short, Err(OffloadError::Oversize { len: max, max: max - 1 }));
+    // One byte less room: the MSS drops by one so that every segment fits.
+    let mut longest = 0;
+    let short = segment(&f, Gso { kind, mss: mss as u16 }, partial, max - 1, &mut scratch, |b| {
+        longest = longest.max(b.len());
+    });
+    assert_eq!(short, Ok(s.payload.len().div_ceil(mss - 1)));
+    assert_eq!(longest, max - 1);
     let want = s.payload.len().div_ceil(mss);
     assert_eq!(n, want);
     assert_eq!(segs.len(), want);
@@ -110,10 +115,10 @@ fn bad_gso_requests_are_refused_before_any_output() {
     assert_eq!(segment(&f, v4(1), false, 1518, &mut scratch, no), Err(OffloadError::TooManySegments(65535 - 52)));
     const { assert!(65535 / 63 > MAX_SEGMENTS) };
     assert!(matches!(segment(&f, v4(63), false, 1518, &mut scratch, no), Err(OffloadError::TooManySegments(_))));
-    // Segments that would not fit the egress MTU.
+    // Headers alone that would not fit the egress MTU.
     assert_eq!(
-        segment(&f, v4(9000), false, 1518, &mut scratch, no),
-        Err(OffloadError::Oversize { len: 14 + 20 + 32 + 9000, max: 1518 })
+        segment(&f, v4(9000), false, 14 + 20 + 32, &mut scratch, no),
+        Err(OffloadError::Oversize { len: 14 + 20 + 32 + 1, max: 14 + 20 + 32 })
     );
     // Scratch too small.
     assert_eq!(
@@ -159,4 +164,33 @@ fn small_gso_frame_is_one_segment_and_adapt_chooses_by_caps() {
     let r = adapt(&f2, &meta, &caps, &mut scratch, |b, m| out.push((b.to_vec(), *m)));
     assert_eq!(r, Ok(Adapted::Segmented(3)));
     assert!(out.iter().all(|(_, m)| m.csum == Csum::Partial && m.gso.is_none()));
+}
+
+/// A jumbo sender (MTU 9000, MSS 8948) to ports with a 1500 MTU: a port
+/// without GSO gets 1500-byte segments, a GSO port gets the frame whole
+/// with its GSO size lowered to what fits, a 9000 port gets it unchanged.
+#[test]
+fn jumbo_gso_frames_fit_the_egress_mtu() {
+    let mut s = Spec::new(false, L4::Tcp, vec![7; 30_000]);
+    s.tcp_flags = ACK;
+    let (f, lay) = build(&s, 0);
+    let hdr = lay.l4 + lay.l4_hdr;
+    let mut scratch = vec![0u8; SCRATCH_LEN];
+    let meta = FrameMeta { csum: Csum::Partial, gso: Some(Gso { kind: GsoKind::TcpV4, mss: 8948 }) };
+    let mut out = Vec::new();
+    let plain = PortCaps::plain(1500);
+    let r = adapt(&f, &meta, &plain, &mut scratch, |b, m| out.push((b.len(), *m)));
+    let mss = 1514 - hdr;
+    assert_eq!(r, Ok(Adapted::Segmented(30_000usize.div_ceil(mss))));
+    assert!(out.iter().all(|&(len, m)| len <= 1514 && m.gso.is_none()), "{out:?}");
+    assert_eq!(out[0].0, 1514);
+    out.clear();
+    let gso = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, gso_tcpv6: false, mtu: 1500 };
+    assert_eq!(adapt(&f, &meta, &gso, &mut scratch, |b, m| out.push((b.len(), *m))), Ok(Adapted::AsIs));
+    let lowered = FrameMeta { gso: Some(Gso { kind: GsoKind::TcpV4, mss: mss as u16 }), ..meta };
+    assert_eq!(out, vec![(f.len(), lowered)]);
+    out.clear();
+    let jumbo = PortCaps { mtu: 9000, ..gso };
+    assert_eq!(adapt(&f, &meta, &jumbo, &mut scratch, |b, m| out.push((b.len(), *m))), Ok(Adapted::AsIs));
+    assert_eq!(out, vec![(f.len(), meta)]);
 }

@@ -75,7 +75,7 @@ impl VifHost for DataPlane {
             accepts_partial_csum: features.ipv4_csum_offload && features.ipv6_csum_offload,
             gso_tcpv4: features.gso_tcpv4,
             gso_tcpv6: features.gso_tcpv6,
-            mtu: 1500,
+            mtu: params.port_mtu(features.sg),
         };
         let name = format!("vif{}.{}", id.frontend.0, id.devid);
         let port_cfg = PortConfig {

@@ -60,13 +60,32 @@ pub fn validate(frame: &[u8], gso: Gso) -> Result<usize, OffloadError> {
     check(frame, gso).map(|p| p.count)
 }
 
-fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, OffloadError> {
-    let p = check(frame, gso)?;
-    let Plan { hdr_len, payload, mss, .. } = p;
-    let biggest = hdr_len + payload.min(mss);
-    if biggest > max_len {
-        return Err(OffloadError::Oversize { len: biggest, max: max_len });
+/// The MSS that makes every segment of `p` fit in `max_len` bytes: the
+/// sender's, or less when its MTU is larger than the egress port's.
+fn clamp(p: Plan, max_len: usize) -> Result<Plan, OffloadError> {
+    let room = max_len.saturating_sub(p.hdr_len);
+    if room == 0 {
+        return Err(OffloadError::Oversize { len: p.hdr_len + 1, max: max_len });
     }
+    let mss = p.mss.min(room);
+    let count = p.payload.div_ceil(mss).max(1);
+    if count > MAX_SEGMENTS {
+        return Err(OffloadError::TooManySegments(count));
+    }
+    Ok(Plan { mss, count, ..p })
+}
+
+/// The GSO size a port taking GSO frames of at most `max_len`-byte
+/// segments should be given for `frame`: `gso.mss`, or less when the
+/// sender's segments would not fit.
+pub fn fit_mss(frame: &[u8], gso: Gso, max_len: usize) -> Result<u16, OffloadError> {
+    let p = clamp(check(frame, gso)?, max_len)?;
+    Ok(u16::try_from(p.mss).unwrap_or(gso.mss))
+}
+
+fn plan(frame: &[u8], gso: Gso, max_len: usize, scratch: usize) -> Result<Plan, OffloadError> {
+    let p = clamp(check(frame, gso)?, max_len)?;
+    let biggest = p.hdr_len + p.payload.min(p.mss);
     if biggest > scratch {
         return Err(OffloadError::ScratchTooSmall { need: biggest, have: scratch });
     }
@@ -92,8 +111,10 @@ fn get32(b: &[u8], at: usize) -> u32 {
 /// the headers of the original with IP lengths, the IPv4 id (incremented
 /// per segment) and header checksum, the TCP sequence number and flags
 /// (CWR on the first only, FIN and PSH on the last only) rewritten, and a
-/// complete TCP checksum, or the partial one when `partial`. Segments
-/// longer than `max_len` are refused. The whole frame is checked before
+/// complete TCP checksum, or the partial one when `partial`. The MSS is
+/// lowered where needed so that no segment is longer than `max_len` (a
+/// sender with a larger MTU than the egress port's); headers alone longer
+/// than that are refused. The whole frame is checked before
 /// the first segment is made: on error `out` was never called. Returns
 /// the number of segments.
 pub fn segment(

@@ -411,7 +411,12 @@ impl Switch {
                 c.gso_frames += 1;
                 c.gso_segments += n as u64;
             }
-            Err(_) => c.tx_errors += 1,
+            Err(e) => {
+                c.tx_errors += 1;
+                if matches!(e, OffloadError::Oversize { .. }) {
+                    c.tx_oversize += 1;
+                }
+            }
         }
         r
     }

@@ -143,11 +143,18 @@ pub fn adapt(
     mut out: impl FnMut(&[u8], &FrameMeta),
 ) -> Result<Adapted, OffloadError> {
     if let Some(g) = meta.gso {
+        let max = max_frame(caps.mtu, frame);
         if caps.accepts_gso(g.kind) {
-            out(frame, meta);
+            // Whole, but its segments must fit this port's MTU: a frame no
+            // longer than that needs no look at its headers.
+            let mss = if frame.len() <= max { g.mss } else { gso::fit_mss(frame, g, max)? };
+            if mss == g.mss {
+                out(frame, meta);
+            } else {
+                out(frame, &FrameMeta { gso: Some(super::meta::Gso { mss, ..g }), ..*meta });
+            }
             return Ok(Adapted::AsIs);
         }
-        let max = max_frame(caps.mtu, frame);
         let partial = caps.accepts_partial_csum;
         let seg_meta = FrameMeta { csum: if partial { Csum::Partial } else { Csum::Validated }, gso: None };
         let n = gso::segment(frame, g, partial, max, scratch, |s| out(s, &seg_meta))?;

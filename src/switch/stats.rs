@@ -41,6 +41,8 @@ pub struct PortCounters {
     /// Frames not delivered because they could not be fitted to the port
     /// (bad headers for checksum/GSO work, larger than its MTU).
     pub tx_errors: u64,
+    /// ... of which frames (not GSO) longer than the port's MTU.
+    pub tx_oversize: u64,
     /// Multicast frames not delivered because the port's filter declined.
     pub mcast_filtered: u64,
     /// Frames whose checksum the switch completed for this port.
@@ -72,7 +74,7 @@ pub struct SwitchCounters {
 
 impl PortCounters {
     /// `(key, value)` pairs in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 18] {
+    pub fn fields(&self) -> [(&'static str, u64); 19] {
         [
             ("rx_packets", self.rx_packets),
             ("rx_bytes", self.rx_bytes),
@@ -88,6 +90,7 @@ impl PortCounters {
             ("tx_bytes", self.tx_bytes),
             ("tx_drops", self.tx_drops),
             ("tx_errors", self.tx_errors),
+            ("tx_oversize", self.tx_oversize),
             ("mcast_filtered", self.mcast_filtered),
             ("csum_completed", self.csum_completed),
             ("gso_frames", self.gso_frames),

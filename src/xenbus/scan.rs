@@ -286,6 +286,11 @@ impl Backend {
             xs.write_nowait(io, &format!("{be}/{k}"), v.as_bytes())?;
         }
         xs.write_nowait(io, &format!("{be}/multi-queue-max-queues"), self.max_queues.to_string().as_bytes())?;
+        if let Some(mtu) = params.mtu {
+            // What the vif-bridge hotplug script does: the frontend's `mtu`
+            // node is the backend's to write.
+            xs.write_nowait(io, &format!("{fe}/mtu"), mtu.to_string().as_bytes())?;
+        }
         // No hotplug script runs for a driver-domain backend: say it ourselves.
         xs.write_nowait(io, &format!("{be}/hotplug-status"), b"connected")?;
         xs.write_nowait(io, &format!("{be}/state"), b"2")?;
