@@ -89,15 +89,57 @@ impl RxGuest {
     }
 }
 
+/// Where the time of a profiled run went, in nanoseconds over the run.
+#[derive(Default, Clone, Copy)]
+struct Profile {
+    /// Guest A writing and publishing TX requests.
+    guest_tx: u64,
+    /// vif A's `poll_tx` (grant copy in, parsing, responses) without the
+    /// switch.
+    vif_tx: u64,
+    /// The switch's decision and vif B's `enqueue_rx` (xvif's memcpy).
+    switch: u64,
+    /// vif B's `poll_rx` (grant copy out, responses).
+    vif_rx: u64,
+    /// Guests reading their responses and reposting RX buffers.
+    guest_rx: u64,
+}
+
+/// Per-stage timer of a profiled run; does nothing when off.
+struct Stopwatch {
+    on: bool,
+    at: Instant,
+}
+
+impl Stopwatch {
+    /// Nanoseconds since the last lap (0 when off), and starts the next.
+    fn lap(&mut self) -> u64 {
+        if !self.on {
+            return 0;
+        }
+        let now = Instant::now();
+        let ns = now.duration_since(self.at).as_nanos() as u64;
+        self.at = now;
+        ns
+    }
+}
+
 struct SimResult {
     packets: u64,
     secs: f64,
-    grant_copy_bytes: u64,
-    grant_copy_ops: u64,
+    /// GNTTABOP_copy hypercalls, their operations and the bytes "Xen" copied.
+    copy_calls: u64,
+    copy_ops: u64,
+    xen_bytes: u64,
+    /// Bytes xvif copied itself (into vif B's RX queue).
+    xvif_bytes: u64,
+    profile: Profile,
 }
 
-/// Moves `len`-byte frames from guest A to guest B for about `RUN`.
-fn simulate(len: usize) -> SimResult {
+/// Moves `len`-byte frames from guest A to guest B for about `RUN`; with
+/// `profile`, times each stage too (which costs a few clock reads per
+/// packet, so the throughput of such a run is not reported).
+fn simulate(len: usize, profile: bool) -> SimResult {
     let hv = xvif::testing::fake_hv::FakeHv::new(BACKEND);
     let mut a = Rig::on(&hv, 7, all_features(), |_| {});
     let mut b = Rig::on(&hv, 8, all_features(), |_| {});
@@ -121,50 +163,64 @@ fn simulate(len: usize) -> SimResult {
     let mut rx = RxGuest::new(&mut b);
 
     let t0 = Instant::now();
-    let mut timed: Option<(Instant, u64, u64, u64)> = None;
+    let mut timed: Option<(Instant, u64, xvif::testing::fake_hv::HvStats, u64)> = None;
     let mut packets = 0u64;
     let mut last = None;
+    let mut prof = Profile::default();
+    let mut watch = Stopwatch { on: profile, at: Instant::now() };
     loop {
+        watch.lap();
         // Guest A posts a batch.
         for (k, &gref) in tx_grefs.iter().enumerate() {
             a.fe.push_tx(TxRequest { gref, offset: 0, flags: 0, id: k as u16, size: len as u16 });
         }
         a.fe.publish_tx();
+        prof.guest_tx += watch.lap();
         // vif A -> switch -> vif B's queue.
         let mut delivered = 0;
         let now = t0.elapsed().as_nanos() as u64;
+        let mut sw_ns = 0u64;
         loop {
             let out = a.vif.poll_tx(0, &a.hv, &a.staging, &mut |f: &[u8], m: netback::FrameMeta| {
+                let t = profile.then(Instant::now);
                 let mut eg = ToVif { port: pb, vif: &mut b.vif };
                 assert!(m.gso.is_none(), "no GSO in this benchmark");
                 let _ = sw.forward(pa, f, &FrameMeta::from(m), now, &mut eg);
                 delivered += 1;
+                if let Some(t) = t {
+                    sw_ns += t.elapsed().as_nanos() as u64;
+                }
             });
             if !out.more {
                 break;
             }
         }
+        let tx_and_switch = watch.lap();
+        prof.switch += sw_ns;
+        prof.vif_tx += tx_and_switch.saturating_sub(sw_ns);
         assert_eq!(delivered, BATCH);
         // vif B -> guest B's buffers.
         while b.vif.poll_rx(0, &b.hv).more {}
+        prof.vif_rx += watch.lap();
         // Both guests take their responses.
         let (got, r) = rx.consume(&mut b, len);
         assert_eq!(got, BATCH, "vif B stats {:?}", b.vif.stats());
         last = r.or(last);
         let txr = a.fe.tx_responses();
         assert!(txr.len() == BATCH && txr.iter().all(|r| r.status == RspStatus::Okay));
+        prof.guest_rx += watch.lap();
         packets += BATCH as u64;
 
         match timed {
             None if t0.elapsed() >= WARMUP => {
-                let s = hv.stats();
-                timed = Some((Instant::now(), packets, s.bytes, s.copy_ops));
+                prof = Profile::default();
+                timed = Some((Instant::now(), packets, hv.stats(), b.vif.stats().rx_copy_bytes));
             }
             Some((t, _, _, _)) if t.elapsed() >= RUN => break,
             _ => {}
         }
     }
-    let (t, p0, b0, o0) = timed.unwrap();
+    let (t, p0, s0, x0) = timed.unwrap();
     let secs = t.elapsed().as_secs_f64();
     let s = hv.stats();
 
@@ -177,7 +233,15 @@ fn simulate(len: usize) -> SimResult {
     assert_eq!((sb.to_guest.packets, sb.to_guest.drops, sb.to_guest.errors), (packets, 0, 0));
     assert_eq!(sw.counters().unicast, packets);
     assert_eq!(s.failed_ops, 0);
-    SimResult { packets: packets - p0, secs, grant_copy_bytes: s.bytes - b0, grant_copy_ops: s.copy_ops - o0 }
+    SimResult {
+        packets: packets - p0,
+        secs,
+        copy_calls: s.copy_calls - s0.copy_calls,
+        copy_ops: s.copy_ops - s0.copy_ops,
+        xen_bytes: s.bytes - s0.bytes,
+        xvif_bytes: sb.rx_copy_bytes - x0,
+        profile: prof,
+    }
 }
 
 /// Copies `packets` chunks of `len` bytes, cycling through as many source
@@ -205,25 +269,63 @@ fn tx_switch_rx_throughput() {
     println!("pipeline: netfront A TX -> vif A poll_tx -> switch -> vif B enqueue_rx/poll_rx -> netfront B RX");
     println!("fake grant copy = memcpy (FakeHv); batch {BATCH}; ~{:.1} s timed per size", RUN.as_secs_f64());
     println!(
-        "{:>6} | {:>10} | {:>10} | {:>11} | {:>11} | {:>11} | {:>14}",
-        "frame", "xvif Mpps", "xvif Gb/s", "memcpy Mpps", "memcpy Gb/s", "xvif/memcpy", "grant B/pkt"
+        "{:>6} | {:>10} | {:>10} | {:>11} | {:>11} | {:>11}",
+        "frame", "xvif Mpps", "xvif Gb/s", "memcpy Mpps", "memcpy Gb/s", "xvif/memcpy"
     );
+    let mut costs = Vec::new();
     for len in [64usize, 1500] {
-        let r = simulate(len);
+        let r = simulate(len, false);
         let m = memcpy(len, r.packets);
         let pps = r.packets as f64 / r.secs;
         let mpps = r.packets as f64 / m;
         let gbps = |p: f64| p * len as f64 * 8.0 / 1e9;
         println!(
-            "{:>4} B | {:>10.3} | {:>10.2} | {:>11.2} | {:>11.2} | {:>11.4} | {:>6} ({} ops)",
+            "{:>4} B | {:>10.3} | {:>10.2} | {:>11.2} | {:>11.2} | {:>11.4}",
             len,
             pps / 1e6,
             gbps(pps),
             mpps / 1e6,
             gbps(mpps),
             pps / mpps,
-            r.grant_copy_bytes / r.packets,
-            r.grant_copy_ops / r.packets,
+        );
+        costs.push((len, r, 1e9 / pps, simulate(len, true)));
+    }
+    println!("per packet (timed run): hypercalls, grant-copy ops, bytes copied by \"Xen\" and by xvif");
+    println!(
+        "{:>6} | {:>10} | {:>8} | {:>9} | {:>10} | {:>8}",
+        "frame", "hypercalls", "copy ops", "Xen B", "xvif B", "ns"
+    );
+    for (len, r, ns, _) in &costs {
+        let per = |v: u64| v as f64 / r.packets as f64;
+        println!(
+            "{:>4} B | {:>10.3} | {:>8.2} | {:>9.1} | {:>10.1} | {:>8.1}",
+            len,
+            per(r.copy_calls),
+            per(r.copy_ops),
+            per(r.xen_bytes),
+            per(r.xvif_bytes),
+            ns
         );
     }
+    println!("where the time goes (a second run with a clock read around each stage), ns per packet:");
+    println!(
+        "{:>6} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8}",
+        "frame", "guest TX", "vif TX", "switch", "vif RX", "guest RX"
+    );
+    for (len, _, _, p) in &costs {
+        let per = |v: u64| v as f64 / p.packets as f64;
+        let q = p.profile;
+        println!(
+            "{:>4} B | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1}",
+            len,
+            per(q.guest_tx),
+            per(q.vif_tx),
+            per(q.switch),
+            per(q.vif_rx),
+            per(q.guest_rx)
+        );
+    }
+    println!(
+        "(\"vif TX\" and \"vif RX\" include the fake hypervisor's grant copies; \"switch\" includes the RX-queue memcpy)"
+    );
 }
