@@ -248,7 +248,7 @@ impl DataPlane {
                 let text = format!(
                     "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
                      to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
-                     rx_queued_bytes={} rx_stalls={} copies={} disabled={} rate={} tx_rate_deferred={} \
+                     rx_queued_bytes={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
                      rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
                     s.vif.queues(),
                     st.from_guest.packets,
@@ -264,6 +264,14 @@ impl DataPlane {
                     st.rx_stalls,
                     st.copy_hypercalls,
                     s.vif.disabled().is_some(),
+                    s.vif.disabled().map_or("none", |e| e.name()),
+                    s.queues
+                        .iter()
+                        .map(|q| {
+                            let rx = if q.rx_evt == q.tx_evt { 0 } else { xen::throttled(q.rx_evt) };
+                            xen::throttled(q.tx_evt) + rx
+                        })
+                        .sum::<u64>(),
                     s.vif.rate().map_or(String::from("none"), |r| format!("{},{}", r.bytes, r.interval_us)),
                     st.tx_rate_deferred,
                     s.vif.rate_waits().0,

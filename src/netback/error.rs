@@ -51,6 +51,23 @@ pub enum NetbackError {
     },
 }
 
+impl NetbackError {
+    /// The kind of violation, one word (for a counter line).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TxRingOverflow(_) => "tx_ring_overflow",
+            Self::RxRingOverflow(_) => "rx_ring_overflow",
+            Self::TooManySlots { .. } => "too_many_slots",
+            Self::CrossesPage { .. } => "crosses_page",
+            Self::MissingSlots { .. } => "missing_slots",
+            Self::BadExtraType { .. } => "bad_extra_type",
+            Self::TooManyExtras { .. } => "too_many_extras",
+            Self::GsoSizeZero => "gso_size_zero",
+            Self::BadGsoType { .. } => "bad_gso_type",
+        }
+    }
+}
+
 /// Why one guest-to-backend packet was dropped (its slots answered ERROR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxDrop {
