@@ -4,19 +4,24 @@
 
 use crate::config::{self, PowerOff, SelfTest};
 use crate::platform::{self, cpu, exit, heap, idt, logger, serial, time};
+use crate::shell::{self, Command, LineReader};
 use crate::timer::{Nanos, Poller, Progress, Task};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use log::{error, info, warn};
 
-/// Reads command lines typed on the serial console (COM1 interrupt via the
-/// I/O APIC): `poweroff`, `status`.
-struct ConsoleTask {
-    line: String,
+/// The operator's console (`shell`): command lines from COM1 and from
+/// `xl console` (the PV console's input ring), answers drained into both as
+/// they take them.
+struct ShellTask {
+    com1: LineReader,
+    pv: LineReader,
+    /// Answer lines wait for room in the PV console.
+    waiting: bool,
 }
 
-impl Task for ConsoleTask {
+impl Task for ShellTask {
     fn name(&self) -> &str {
         "console"
     }
@@ -27,44 +32,91 @@ impl Task for ConsoleTask {
         for _ in 0..64 {
             let Some(b) = serial::try_read() else { break };
             progress = Progress::Busy;
-            match b {
-                b'\r' | b'\n' => {
-                    let cmd = core::mem::take(&mut self.line);
-                    run_command(cmd.trim());
-                }
-                0x20..=0x7e if self.line.len() < 80 => self.line.push(char::from(b)),
-                _ => {}
+            if let Some(line) = self.com1.push(b) {
+                handle(line);
             }
         }
+        let mut buf = [0u8; 64];
+        let n = platform::xen::console_read(&mut buf);
+        for &b in buf.get(..n).unwrap_or(&[]) {
+            progress = Progress::Busy;
+            if let Some(line) = self.pv.push(b) {
+                handle(line);
+            }
+        }
+        self.waiting = shell::drain(write_answer);
         progress
+    }
+
+    fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
+        // xenconsoled drains the ring in well under a millisecond.
+        self.waiting.then_some(now + 1_000_000)
     }
 }
 
-fn run_command(cmd: &str) {
+/// One answer line to the PV console (false: no room yet) and COM1.
+fn write_answer(l: &str) -> bool {
+    if !platform::xen::console_answer(l.as_bytes()) {
+        return false;
+    }
+    if !logger::quiet() {
+        serial::write_bytes(l.as_bytes());
+        serial::write_bytes(b"\r\n");
+    }
+    true
+}
+
+fn handle(line: Result<String, String>) {
+    match line.and_then(|l| shell::parse(&l)) {
+        Ok(None) => {}
+        Err(e) => shell::reply([e]),
+        Ok(Some(cmd)) => run_command(cmd),
+    }
+}
+
+fn run_command(cmd: Command) {
     match cmd {
-        "" => {}
-        "poweroff" => {
+        Command::Help => shell::reply([String::from(shell::HELP)]),
+        Command::Status => shell::reply([status()]),
+        Command::Log(level) => {
+            log::set_max_level(level);
+            shell::reply([alloc::format!("log: level {level}")]);
+        }
+        Command::PowerOff => {
+            // The answers to earlier commands first (what fits).
+            shell::drain(|l| {
+                write_answer(l);
+                true
+            });
             info!("console: poweroff requested");
             exit::poweroff(exit::Status::Success);
         }
-        "status" => status(),
-        other => warn!("console: unknown command '{other}' (try: status, poweroff)"),
+        c if !shell::served() => {
+            shell::reply([alloc::format!("console: no switch here (no NIC, no Xen) for {c:?}")]);
+        }
+        c => {
+            if !shell::post(c) {
+                shell::reply([String::from("console: busy, try again")]);
+            }
+        }
     }
 }
 
-fn status() {
+fn status() -> String {
     let (used, free) = heap::usage();
     let f = platform::frames::stats();
-    info!(
-        "status: uptime {} ms, heap {} KiB used / {} KiB free, frames {}/{} used, irqs {}, console irqs {}",
+    alloc::format!(
+        "status: uptime {} ms, heap {} KiB used / {} KiB free, frames {}/{} used, irqs {}, console irqs {}, \
+         log lines suppressed {}",
         time::now_ns() / 1_000_000,
         used / 1024,
         free / 1024,
         f.used,
         f.total,
         idt::irq_count(),
-        CONSOLE_IRQS.load(Ordering::Relaxed)
-    );
+        CONSOLE_IRQS.load(Ordering::Relaxed),
+        logger::suppressed()
+    )
 }
 
 static CONSOLE_IRQS: AtomicU64 = AtomicU64::new(0);
@@ -130,7 +182,7 @@ pub fn run(p: platform::Platform) -> ! {
             }
         }
     }
-    poller.add(Box::new(ConsoleTask { line: String::new() }));
+    poller.add(Box::new(ShellTask { com1: LineReader::default(), pv: LineReader::default(), waiting: false }));
     // The NIC first: under Xen it becomes a port of the vifs' switch.
     let mut nic = crate::net::probe(p.acpi.as_ref(), &cfg);
     let mut on_xen: Option<u16> = None;

@@ -19,6 +19,7 @@ pub mod mgmt;
 pub mod netback;
 pub mod netif;
 pub mod ratelimit;
+pub mod shell;
 pub mod switch;
 pub mod timer;
 pub mod xen;

@@ -14,6 +14,7 @@
 mod host;
 mod ports;
 mod queue;
+mod shell;
 
 use crate::config::Config;
 use crate::drivers::port::Port;
@@ -101,6 +102,7 @@ impl DataPlane {
                 Err(e) => warn!("switch: no port for the management stack: {e:?}"),
             }
         }
+        crate::shell::set_served();
         Self {
             switch,
             pool: FramePool::new(),
@@ -118,6 +120,7 @@ impl DataPlane {
     /// Polls the NIC, every vif and the management stack; true when
     /// anything moved.
     pub fn poll(&mut self, now: u64) -> bool {
+        self.serve_console();
         let gnt = XenGrantOps;
         let mut busy = false;
         let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, .. } = self;

@@ -125,6 +125,11 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// Whether log output to COM1 is off (the PV console carries it).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// Installs the logger.
 pub fn init(level: LevelFilter) {
     let _ = log::set_logger(&LOGGER);

@@ -15,7 +15,7 @@ use spin::Mutex;
 mod console;
 mod events;
 mod foreign;
-pub use console::{attach_console, console_dropped};
+pub use console::{attach_console, console_answer, console_dropped, console_read};
 pub use events::{
     evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_close, evtchn_send, next_unmask, poll_events, take_fired,
     throttled,

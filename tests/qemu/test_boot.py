@@ -98,10 +98,33 @@ def test_log_level_from_command_line():
 def test_serial_interrupt_through_ioapic_runs_console_commands():
     # COM1 receive interrupts reach xvif only through the I/O APIC route it
     # programs from the MADT; the console IRQ counter proves they arrived.
-    r = boot("", stdin="status\nbogus\npoweroff\n")
+    r = boot("", stdin="status\nbogus\nports\npoweroff\n")
     assert r.code == EXIT_SUCCESS, r
     assert re.search(r"console: COM1 IRQ4 -> GSI4 -> vector 0x[0-9a-f]+", r.out), r
     m = re.search(r"status: uptime (\d+) ms.*irqs (\d+), console irqs (\d+)", r.out)
     assert m and int(m.group(2)) > 0 and int(m.group(3)) > 0, r
     assert "unknown command 'bogus'" in r.out, r
+    # No NIC and no Xen: no switch to ask about.
+    assert "console: no switch here" in r.out, r
     assert "console: poweroff requested" in r.out, r
+
+
+def test_console_commands_about_the_switch():
+    """With a NIC, COM1 answers every console command; bad input gets one
+    line each."""
+    cmds = ["help", "ports", "fdb", "stats mgmt", "stats nope", "vifs", "log debug", "status now", "x" * 130,
+            "poweroff"]
+    r = boot("", stdin="\n".join(cmds) + "\n", timeout=60, delay_input=3,
+             extra=("-netdev", "user,id=n0", "-device", "e1000,netdev=n0"))
+    assert r.code == EXIT_SUCCESS, r
+    assert "commands: help, status, vifs, ports, fdb, stats <port>" in r.out, r
+    assert re.search(r"port \d+ e1000: segment xenbr0 mtu 1500 rx \d+ pkts", r.out), r
+    assert re.search(r"port \d+ mgmt: segment xenbr0 mtu 1500", r.out), r
+    # The management stack's MAC is fixed to its port.
+    assert re.search(r"[0-9a-f:]{17} segment xenbr0 -> mgmt \(fixed\)", r.out), r
+    assert re.search(r"mgmt switch: rx_packets=\d+ .* segment=xenbr0", r.out), r
+    assert "console: no port 'nope'" in r.out, r
+    assert "vifs: none connected" in r.out, r
+    assert "log: level DEBUG" in r.out, r
+    assert "console: 'status' takes no argument" in r.out, r
+    assert "console: line longer than 120 characters ignored" in r.out, r

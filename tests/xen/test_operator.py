@@ -9,6 +9,8 @@ Xen 4.17 nested in QEMU, with stock Linux netfront guests:
   port's spoofed_ip counter shows it; the listed address works;
 - bridge=: vifs on "red" talk to each other and never see "blue"'s or the
   management stack's frames (xenbr0), broadcasts included;
+- the live console: commands written to xvif's console pty (what `xl
+  console xvif` does) are answered on its PV console;
 - mtu=9000: two guests exchange whole 9000-byte frames (8000-byte pings with
   DF, a TCP transfer), a 1500 guest beside them still talks to both, and a
   jumbo frame its port cannot take is dropped and counted (tx_oversize).
@@ -231,3 +233,31 @@ def test_mtu_9000_between_jumbo_guests_and_1500_beside_them(op):
     rc, out = red2.run("md5sum /tmp/rx")
     rc2, out2 = jumbo.run("md5sum /tmp/tx4")
     assert out.split()[0] == out2.split()[0], "the 9000 -> 1500 transfer is not intact"
+
+
+def test_console_commands_through_xl_console(op):
+    """What is typed into `xl console xvif` reaches xvif through the PV
+    console's input ring (xenconsoled forwards the pty), and the answers
+    come back on the console."""
+    xen, g = op
+    red1 = g["red1"]
+    d = xvif_domid(xen)
+    rc, out = xen.sh("xenstore-read /local/domain/%d/console/tty" % d)
+    tty = last_line(out)
+    assert tty.startswith("/dev/pts/"), out
+    log = "/var/log/xen/console/guest-xvif.log"
+    rc, out = xen.sh("stat -c %%s %s" % log)
+    off = int(last_line(out))
+    name = "vif%d.0" % red1.domid
+    xen.sh("printf 'help\\rports\\rstats %s\\rfdb\\rbogus\\r' > %s" % (name, tty))
+
+    def answered():
+        rc, text = xen.sh("tail -c +%d %s" % (off + 1, log), quiet=True)
+        return text if "unknown command 'bogus'" in text else None
+    text = wait_until("the console's answers", answered, timeout=60)
+    assert "commands: help, status, vifs, ports, fdb" in text, text
+    assert re.search(r"port \d+ %s: segment red mtu 9000" % re.escape(name), text), text
+    assert re.search(r"port \d+ mgmt: segment xenbr0 mtu 1500", text), text
+    assert re.search(r"%s switch: rx_packets=\d+ .*segment=red" % re.escape(name), text), text
+    assert re.search(r"%s netback: queues=1 from_guest=\d+" % re.escape(name), text), text
+    assert re.search(r"00:16:3e:00:03:02 segment red -> %s \(fixed\)" % re.escape(name), text), text

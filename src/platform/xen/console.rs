@@ -112,3 +112,35 @@ fn console_lines(page: &XenPage, port: EvtchnPort, bytes: &[u8], stall_ns: u64) 
 pub fn console_dropped() -> u64 {
     CONSOLE_DROPPED.load(Ordering::Relaxed)
 }
+
+/// Reads what was typed into `xl console` (the input ring) into `buf`;
+/// returns the byte count (0: nothing, or no console). Never waits.
+pub fn console_read(buf: &mut [u8]) -> usize {
+    let Some(g) = CONSOLE.try_lock() else { return 0 };
+    let Some((page, port)) = *g else { return 0 };
+    match crate::xen::console::IN.read(&page, buf) {
+        Ok(n) if n > 0 => {
+            // xenconsoled may wait for room in the input ring.
+            let _ = evtchn_send(port);
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// Writes one console answer line (no line end) to the PV console if it
+/// fits whole; false when the ring is full for now (try again later).
+/// Without a PV console there is nothing to wait for: true.
+pub fn console_answer(line: &[u8]) -> bool {
+    let Some(g) = CONSOLE.try_lock() else { return false };
+    let Some((page, port)) = *g else { return true };
+    match crate::xen::console::put_line(&page, line) {
+        Ok(true) => {
+            let _ = evtchn_send(port);
+            true
+        }
+        Ok(false) => false,
+        // A console whose indices are corrupt takes nothing: do not retry.
+        Err(_) => true,
+    }
+}
