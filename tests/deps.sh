@@ -85,7 +85,7 @@ if [ "$(qemu_major || true)" = "" ] || [ "$(qemu_major)" -lt 10 ]; then
     apt_install -t "${codename}-backports" qemu-system-x86
     say "now: $(qemu-system-x86_64 --version | head -1)"
 fi
-for tool in readelf:binutils ip:iproute2 cpio:cpio ping:iputils-ping dnsmasq:dnsmasq-base; do
+for tool in readelf:binutils ip:iproute2 cpio:cpio ping:iputils-ping dnsmasq:dnsmasq-base tcpdump:tcpdump; do
     if ! command -v "${tool%%:*}" >/dev/null; then
         apt_update
         say "installing ${tool#*:} (apt)"

@@ -175,10 +175,9 @@ impl DataPlane {
             slots.insert(id, slot);
         }
         if let Some(m) = mgmt.as_mut() {
-            let sw: &Switch = switch;
             // The metrics show the NIC's driver counters when there is one.
             let shown = nic.as_ref().map_or((mgmt_q.name(), mgmt_q.stats()), |n| (n.dev.nic.name(), n.dev.nic.stats()));
-            busy |= m.poll_with_metrics(mgmt_q, now, shown, &|out| sw.render_prometheus(out));
+            busy |= m.poll_with_metrics(mgmt_q, now, shown, &mut *switch);
             while let Some(frame) = mgmt_q.tx.pop_front() {
                 if let Some(p) = *mgmt_port {
                     let mut out =

@@ -10,14 +10,15 @@
 #![forbid(unsafe_code)]
 
 pub mod filter;
+pub mod http;
 pub mod metrics;
 
 use crate::config::IpConfig;
 use crate::drivers::port::{Port, PortStats};
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use filter::{FilterStats, Verdict, screen};
+use http::{HttpConn, HttpHost, NoHost};
 use log::{info, warn};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
@@ -58,16 +59,6 @@ pub struct MgmtStats {
     pub http_requests: u64,
     /// DHCP leases acquired.
     pub dhcp_leases: u64,
-}
-
-#[derive(Default)]
-struct HttpConn {
-    request: Vec<u8>,
-    answered: bool,
-    /// The response, sent as the socket's buffer frees up (it can be larger
-    /// than the buffer with many switch ports).
-    response: Vec<u8>,
-    sent: usize,
 }
 
 /// The stack and its sockets.
@@ -194,17 +185,18 @@ impl Mgmt {
     /// Runs the stack and the services once. Returns true when it did anything.
     pub fn poll<P: Port>(&mut self, port: &mut P, now_ns: u64) -> bool {
         let shown = (port.name(), port.stats());
-        self.poll_with_metrics(port, now_ns, shown, &|_| {})
+        self.poll_with_metrics(port, now_ns, shown, &mut NoHost)
     }
 
     /// As `poll`; `/metrics` shows `shown` (a port name and its counters)
-    /// as the port, and `extra` appends metrics of its own (the switch's).
+    /// as the port, and `host` (the switch) appends metrics of its own and
+    /// runs packet captures.
     pub fn poll_with_metrics<P: Port>(
         &mut self,
         port: &mut P,
         now_ns: u64,
         shown: (&str, PortStats),
-        extra: &dyn Fn(&mut String),
+        host: &mut dyn HttpHost,
     ) -> bool {
         let ts = instant(now_ns);
         let mut busy = false;
@@ -223,7 +215,7 @@ impl Mgmt {
         busy |= echo(&mut self.sockets, self.udp, &mut self.echo_buf, &mut self.stats);
         busy |= self.dhcp_poll();
         self.stats.filter = self.filter;
-        busy |= self.http_poll(shown.0, &shown.1, now_ns, extra);
+        busy |= self.http_poll(shown.0, &shown.1, now_ns, host);
         let mut dev = Adapter { port, rxbuf: &mut self.rxbuf, filter: &mut self.filter };
         self.iface.poll_maintenance(ts);
         busy |=
@@ -258,75 +250,6 @@ impl Mgmt {
                 true
             }
         }
-    }
-
-    /// Sends what the socket takes of a pending response; closes the
-    /// socket once all of it is queued. True when bytes moved.
-    fn http_send(s: &mut tcp::Socket<'_>, conn: &mut HttpConn) -> bool {
-        if conn.sent >= conn.response.len() {
-            return false;
-        }
-        let rest = conn.response.get(conn.sent..).unwrap_or(&[]);
-        let n = s.send_slice(rest).unwrap_or(0);
-        conn.sent += n;
-        if conn.sent >= conn.response.len() {
-            conn.response = Vec::new();
-            s.close();
-        } else if !s.may_send() {
-            // The peer went away mid-response.
-            conn.response = Vec::new();
-            conn.sent = 0;
-            s.abort();
-        }
-        n > 0
-    }
-
-    fn http_poll(&mut self, port_name: &str, port_stats: &PortStats, now_ns: u64, extra: &dyn Fn(&mut String)) -> bool {
-        let mut busy = false;
-        for (h, conn) in self.http.iter().zip(self.conns.iter_mut()) {
-            let s = self.sockets.get_mut::<tcp::Socket>(*h);
-            if !s.is_open() {
-                *conn = HttpConn::default();
-                let _ = s.listen(METRICS_PORT);
-                continue;
-            }
-            if conn.answered {
-                busy |= Self::http_send(s, conn);
-                continue;
-            }
-            while s.can_recv() && conn.request.len() < MAX_REQUEST {
-                let room = MAX_REQUEST - conn.request.len();
-                let got = s.recv(|b| {
-                    let n = b.len().min(room);
-                    (n, b.get(..n).map(<[u8]>::to_vec).unwrap_or_default())
-                });
-                match got {
-                    Ok(bytes) if !bytes.is_empty() => conn.request.extend_from_slice(&bytes),
-                    _ => break,
-                }
-                busy = true;
-            }
-            let complete = conn.request.windows(4).any(|w| w == b"\r\n\r\n");
-            let peer_done = !s.may_recv() && !conn.request.is_empty();
-            if !(complete || peer_done || conn.request.len() >= MAX_REQUEST) {
-                continue;
-            }
-            conn.answered = true;
-            busy = true;
-            self.stats.http_requests += 1;
-            let mut body = String::new();
-            let response = if conn.request.starts_with(b"GET /metrics ") || conn.request.starts_with(b"GET / ") {
-                metrics::render(&mut body, port_name, port_stats, &self.stats, now_ns);
-                extra(&mut body);
-                metrics::response(200, "OK", &body)
-            } else {
-                metrics::response(404, "Not Found", "try GET /metrics\n")
-            };
-            conn.response = response.into_bytes();
-            conn.sent = 0;
-            Self::http_send(s, conn);
-        }
-        busy
     }
 }
 

@@ -16,6 +16,7 @@
 //! transmits to the other ports and answers each vif's multicast filter.
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod checksum;
 pub mod fdb;
 pub mod gso;
@@ -163,6 +164,10 @@ pub struct Switch {
     fdb: Fdb,
     counters: SwitchCounters,
     scratch: Vec<u8>,
+    /// The packet capture running on one port, if any.
+    capture: Option<capture::Capture>,
+    /// The time of the frame being forwarded (capture timestamps).
+    now_ns: u64,
 }
 
 pub(crate) fn mac_at(frame: &[u8], at: usize) -> [u8; 6] {
@@ -184,6 +189,8 @@ impl Switch {
             fdb: Fdb::new(cfg.fdb_capacity, cfg.ageing_ns, cfg.hash_seed),
             counters: SwitchCounters::default(),
             scratch: vec![0; offload::SCRATCH_LEN],
+            capture: None,
+            now_ns: 0,
         }
     }
 
@@ -215,6 +222,9 @@ impl Switch {
 
     /// Removes a port and flushes its FDB entries; returns its last counters.
     pub fn remove_port(&mut self, id: PortId) -> Result<PortCounters, SwitchError> {
+        if self.capture.as_ref().is_some_and(|c| c.port() == id) {
+            self.capture = None;
+        }
         let st = self.ports.get_mut(usize::from(id.0)).and_then(Option::take).ok_or(SwitchError::UnknownPort(id))?;
         self.members.remove(id);
         self.segments.leave(st.seg, id);
@@ -396,7 +406,11 @@ impl Switch {
             c.tx_drops += 1;
             return Ok(Adapted::AsIs);
         }
+        let (now, mut tap) = (self.now_ns, self.capture.as_mut().filter(|t| t.port() == port));
         let r = offload::adapt(frame, meta, &p.cfg.caps, &mut self.scratch, |f, m| {
+            if let Some(t) = tap.as_mut() {
+                t.record(now, f);
+            }
             if egress.send(port, f, m) {
                 c.tx_packets += 1;
                 c.tx_bytes += f.len() as u64;
@@ -431,6 +445,10 @@ impl Switch {
         now_ns: u64,
         egress: &mut impl Egress,
     ) -> Result<Decision, Drop> {
+        self.now_ns = now_ns;
+        if let Some(t) = self.capture.as_mut().filter(|t| t.port() == ingress) {
+            t.record(now_ns, frame);
+        }
         let d = self.decide(ingress, frame, meta, now_ns, |p, g| egress.wants_multicast(p, g))?;
         for port in d.targets.iter() {
             let _ = self.output(port, frame, &d.meta, egress);

@@ -167,7 +167,8 @@ class NetVM:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         return s
 
-    def http_get(self, path="/metrics", port=9100, timeout=10):
+    def http_get_raw(self, path, port=9100, timeout=10):
+        """(head, body bytes) of GET `path`."""
         with self.ns.entered():
             s = socket.create_connection((GUEST_IP, port), timeout=timeout)
         with s:
@@ -178,8 +179,12 @@ class NetVM:
                 if not chunk:
                     break
                 data += chunk
-        head, _, body = data.decode().partition("\r\n\r\n")
-        return head, body
+        head, _, body = data.partition(b"\r\n\r\n")
+        return head.decode(), body
+
+    def http_get(self, path="/metrics", port=9100, timeout=10):
+        head, body = self.http_get_raw(path, port, timeout)
+        return head, body.decode()
 
     def metrics(self):
         head, body = self.http_get()

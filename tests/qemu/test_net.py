@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 
 import pytest
 from netvm import GUEST_IP, GUEST_MAC, HOST_IP, NetVM
@@ -116,6 +117,33 @@ def test_metrics_match_the_traffic(vm):
     assert 530 + 3 <= d(sw_nic) <= 530 + 40, (d(sw_nic), after)
     assert 530 + 3 <= d(sw_mgmt) <= 530 + 40, (d(sw_mgmt), after)
     assert after["xvif_switch_fdb_entries"] >= 2
+
+
+def test_capture_streams_pcap_that_tcpdump_reads(vm):
+    """GET /capture on the NIC's switch port while the host pings: 20
+    frames in pcap, read back by tcpdump; bad requests get a 400."""
+    import threading
+    port = {"e1000": "e1000", "virtio": "virtio-net"}[vm.nic]
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=vm.http_get_raw(
+        "/capture?port=%s&count=20&secs=30" % port, timeout=40)))
+    t.start()
+    time.sleep(1)
+    sent, answered, _ = vm.ping(15, interval=0.1)
+    t.join(60)
+    head, body = got["r"]
+    assert head.startswith("HTTP/1.0 200") and "application/vnd.tcpdump.pcap" in head, head
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+        f.write(body)
+        f.flush()
+        r = subprocess.run(["tcpdump", "-n", "-r", f.name], capture_output=True, text=True, timeout=30)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 20, (r.stdout, r.stderr)
+    assert any("ICMP echo request" in l for l in lines) and any("ICMP echo reply" in l for l in lines), lines
+    for bad, why in (("/capture?port=nope", "no port 'nope'"), ("/capture?port=%s&count=0" % port, "count must be"),
+                     ("/capture?secs=5", "port= is missing")):
+        head, body = vm.http_get(bad)
+        assert head.startswith("HTTP/1.0 400") and why in body, (bad, head, body)
 
 
 def ipv4_udp(src_mac, dst_mac, payload, bad_ip_csum=False, bad_udp_csum=False):
