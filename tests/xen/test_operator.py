@@ -221,7 +221,9 @@ def test_mtu_9000_between_jumbo_guests_and_1500_beside_them(op):
     before = int(port_line(xen, red2).get("tx_oversize", 0))
     rc, out = red1.run("ping -c 3 -i 0.2 -W 2 -q -s 8000 %s; true" % red2.ip)
     assert re.search(r"3 packets transmitted, 0 packets received", out), out
-    after = int(port_line(xen, red2).get("tx_oversize", 0))
+    # The counters are published every two seconds: wait for them.
+    after = wait_until("red2's tx_oversize counter", lambda: (lambda n: n if n >= before + 3 else None)(
+        int(port_line(xen, red2).get("tx_oversize", 0))), timeout=30)
     assert after >= before + 3, (before, after)
     # The 1500 guest still talks to both jumbo guests, ping and TCP.
     for peer in (red1, jumbo):
