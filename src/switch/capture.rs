@@ -122,7 +122,7 @@ impl Capture {
         for v in [secs, usecs, kept as u32, frame.len() as u32] {
             self.buf.extend(v.to_le_bytes());
         }
-        self.buf.extend(frame.iter().take(kept));
+        self.buf.extend(frame.get(..kept).unwrap_or(frame));
         self.left -= 1;
         self.recorded += 1;
     }
@@ -131,9 +131,15 @@ impl Capture {
     /// calls; the stream stays in order); returns the count.
     pub fn take(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.buf.len());
-        for (d, s) in out.iter_mut().zip(self.buf.drain(..n)) {
-            *d = s;
+        let (a, b) = self.buf.as_slices();
+        let na = n.min(a.len());
+        if let (Some(d), Some(s)) = (out.get_mut(..na), a.get(..na)) {
+            d.copy_from_slice(s);
         }
+        if let (Some(d), Some(s)) = (out.get_mut(na..n), b.get(..n - na)) {
+            d.copy_from_slice(s);
+        }
+        self.buf.drain(..n);
         n
     }
 }
