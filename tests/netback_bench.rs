@@ -276,6 +276,22 @@ fn memcpy(len: usize, packets: u64) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// Prints a header row and one row of values per frame size.
+fn table(heads: &[&str], rows: impl Iterator<Item = (usize, Vec<f64>)>, decimals: usize) {
+    let mut line = format!("{:>6}", "frame");
+    for h in heads {
+        line += &format!(" | {h:>10}");
+    }
+    println!("{line}");
+    for (len, values) in rows {
+        let mut l = format!("{len:>4} B");
+        for v in values {
+            l += &format!(" | {v:>10.decimals$}");
+        }
+        println!("{l}");
+    }
+}
+
 #[test]
 #[ignore]
 fn tx_switch_rx_throughput() {
@@ -308,41 +324,24 @@ fn tx_switch_rx_throughput() {
         assert_eq!(cap.capture_dropped, 0, "the reader kept up");
         costs.push((len, r, 1e9 / pps, simulate(len, true, false), cap.packets as f64 / cap.secs / pps));
     }
-    println!("per packet (timed run): hypercalls, grant-copy ops, bytes copied by \"Xen\" and by xvif");
-    println!(
-        "{:>6} | {:>10} | {:>8} | {:>9} | {:>10} | {:>8}",
-        "frame", "hypercalls", "copy ops", "Xen B", "xvif B", "ns"
+    println!("per packet (timed run): hypercalls, grant-copy ops, bytes copied by \"Xen\" and by xvif, ns");
+    table(
+        &["hypercalls", "copy ops", "Xen B", "xvif B", "ns"],
+        costs.iter().map(|(len, r, ns, _, _)| {
+            let per = |v: u64| v as f64 / r.packets as f64;
+            (*len, vec![per(r.copy_calls), per(r.copy_ops), per(r.xen_bytes), per(r.xvif_bytes), *ns])
+        }),
+        3,
     );
-    for (len, r, ns, _, _) in &costs {
-        let per = |v: u64| v as f64 / r.packets as f64;
-        println!(
-            "{:>4} B | {:>10.3} | {:>8.2} | {:>9.1} | {:>10.1} | {:>8.1}",
-            len,
-            per(r.copy_calls),
-            per(r.copy_ops),
-            per(r.xen_bytes),
-            per(r.xvif_bytes),
-            ns
-        );
-    }
     println!("where the time goes (a second run with a clock read around each stage), ns per packet:");
-    println!(
-        "{:>6} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8}",
-        "frame", "guest TX", "vif TX", "switch", "vif RX", "guest RX"
+    table(
+        &["guest TX", "vif TX", "switch", "vif RX", "guest RX"],
+        costs.iter().map(|(len, _, _, p, _)| {
+            let (per, q) = (|v: u64| v as f64 / p.packets as f64, p.profile);
+            (*len, vec![per(q.guest_tx), per(q.vif_tx), per(q.switch), per(q.vif_rx), per(q.guest_rx)])
+        }),
+        1,
     );
-    for (len, _, _, p, _) in &costs {
-        let per = |v: u64| v as f64 / p.packets as f64;
-        let q = p.profile;
-        println!(
-            "{:>4} B | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1} | {:>8.1}",
-            len,
-            per(q.guest_tx),
-            per(q.vif_tx),
-            per(q.switch),
-            per(q.vif_rx),
-            per(q.guest_rx)
-        );
-    }
     println!(
         "(\"vif TX\" and \"vif RX\" include the fake hypervisor's grant copies; \"switch\" includes the RX-queue memcpy)"
     );
