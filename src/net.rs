@@ -108,7 +108,8 @@ impl Task for NetTask {
     }
 }
 
-fn mac_str(m: [u8; 6]) -> alloc::string::String {
+/// A MAC address as `00:16:3e:00:00:01`.
+pub(crate) fn mac_str(m: [u8; 6]) -> alloc::string::String {
     alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }
 

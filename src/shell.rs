@@ -184,6 +184,9 @@ pub fn answer(cmd: &Command, host: &dyn ShellHost) -> Vec<String> {
 static MAILBOX: Mutex<VecDeque<Command>> = Mutex::new(VecDeque::new());
 static REPLIES: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 static SERVED: AtomicBool = AtomicBool::new(false);
+/// Set while the mailbox may hold commands: the data plane looks at it on
+/// every poll, and takes the lock only when something was posted.
+static POSTED: AtomicBool = AtomicBool::new(false);
 static CUT: AtomicU64 = AtomicU64::new(0);
 
 /// The data plane announces that it serves switch commands.
@@ -203,12 +206,21 @@ pub fn post(cmd: Command) -> bool {
         return false;
     }
     m.push_back(cmd);
+    POSTED.store(true, Ordering::Release);
     true
 }
 
 /// The next posted switch command.
 pub fn take() -> Option<Command> {
-    MAILBOX.lock().pop_front()
+    if !POSTED.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut m = MAILBOX.lock();
+    let cmd = m.pop_front();
+    if m.is_empty() {
+        POSTED.store(false, Ordering::Release);
+    }
+    cmd
 }
 
 /// Queues answer lines; lines beyond [`REPLY_MAX`] are dropped, and the
@@ -277,6 +289,22 @@ mod tests {
         }
         assert!(r.push(b'\n').unwrap().is_err());
         assert_eq!(r.push(b'\n'), Some(Ok(String::new())), "the next line is fine again");
+    }
+
+    #[test]
+    fn the_mailbox_is_bounded_and_empties() {
+        assert_eq!(take(), None);
+        for i in 0..MAILBOX_MAX {
+            assert!(post(Command::Stats(format!("p{i}"))));
+        }
+        assert!(!post(Command::Fdb), "full");
+        for i in 0..MAILBOX_MAX {
+            assert_eq!(take(), Some(Command::Stats(format!("p{i}"))));
+        }
+        assert_eq!(take(), None);
+        assert!(post(Command::Ports));
+        assert_eq!(take(), Some(Command::Ports));
+        assert_eq!(take(), None);
     }
 
     struct Host;

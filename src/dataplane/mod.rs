@@ -243,46 +243,51 @@ impl DataPlane {
 
     /// Netback counters per vif, as (xenstore key, text).
     pub fn vif_stats(&self) -> Vec<(String, String)> {
-        self.slots
-            .iter()
-            .map(|(id, s)| {
-                let st = s.vif.stats();
-                let text = format!(
-                    "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
-                     to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
-                     rx_queued_bytes={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
-                     rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
-                    s.vif.queues(),
-                    st.from_guest.packets,
-                    st.from_guest.bytes,
-                    st.from_guest.errors,
-                    st.to_guest.packets,
-                    st.to_guest.bytes,
-                    st.to_guest.drops,
-                    st.rx_queue_full,
-                    st.rx_over_share,
-                    st.to_guest.errors,
-                    s.vif.rx_queued_bytes(),
-                    st.rx_stalls,
-                    st.copy_hypercalls,
-                    s.vif.disabled().is_some(),
-                    s.vif.disabled().map_or("none", |e| e.name()),
-                    s.queues
-                        .iter()
-                        .map(|q| {
-                            let rx = if q.rx_evt == q.tx_evt { 0 } else { xen::throttled(q.rx_evt) };
-                            xen::throttled(q.tx_evt) + rx
-                        })
-                        .sum::<u64>(),
-                    s.vif.rate().map_or(String::from("none"), |r| format!("{},{}", r.bytes, r.interval_us)),
-                    st.tx_rate_deferred,
-                    s.vif.rate_waits().0,
-                    s.vif.rate_waits().1 / 1_000_000,
-                    s.vif.rate_waits().2,
-                    self.switch.port_segment(s.port).unwrap_or("")
-                );
-                (format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid), text)
-            })
-            .collect()
+        self.slots.iter().map(|(id, s)| (vif_key(*id), self.vif_text(s))).collect()
     }
+
+    /// One vif's netback counters, as published under its key.
+    fn vif_text(&self, s: &Slot) -> String {
+        let st = s.vif.stats();
+        let (waits, late_ns, lost) = s.vif.rate_waits();
+        format!(
+            "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
+             to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
+             rx_queued_bytes={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
+             rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
+            s.vif.queues(),
+            st.from_guest.packets,
+            st.from_guest.bytes,
+            st.from_guest.errors,
+            st.to_guest.packets,
+            st.to_guest.bytes,
+            st.to_guest.drops,
+            st.rx_queue_full,
+            st.rx_over_share,
+            st.to_guest.errors,
+            s.vif.rx_queued_bytes(),
+            st.rx_stalls,
+            st.copy_hypercalls,
+            s.vif.disabled().is_some(),
+            s.vif.disabled().map_or("none", |e| e.name()),
+            s.queues
+                .iter()
+                .map(|q| {
+                    let rx = if q.rx_evt == q.tx_evt { 0 } else { xen::throttled(q.rx_evt) };
+                    xen::throttled(q.tx_evt) + rx
+                })
+                .sum::<u64>(),
+            s.vif.rate().map_or(String::from("none"), |r| format!("{},{}", r.bytes, r.interval_us)),
+            st.tx_rate_deferred,
+            waits,
+            late_ns / 1_000_000,
+            lost,
+            self.switch.port_segment(s.port).unwrap_or("")
+        )
+    }
+}
+
+/// The xenstore key (relative to xvif's home) of a vif's netback counters.
+fn vif_key(id: VifId) -> String {
+    format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid)
 }

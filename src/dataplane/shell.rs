@@ -8,10 +8,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-fn mac_text(m: &[u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-}
-
 impl ShellHost for DataPlane {
     fn vifs(&self, out: &mut Vec<String>) {
         for (key, text) in self.vif_stats() {
@@ -45,7 +41,7 @@ impl ShellHost for DataPlane {
                 let pname = names.iter().find(|(id, _)| *id == port).map_or("?", |(_, n)| n);
                 out.push(format!(
                     "{} segment {} -> {pname}{}",
-                    mac_text(&mac),
+                    crate::net::mac_str(mac),
                     self.switch.segments().name(seg).unwrap_or("?"),
                     if fixed { " (fixed)" } else { "" }
                 ));
@@ -63,11 +59,8 @@ impl ShellHost for DataPlane {
             c.xenstore_text(),
             self.switch.port_segment(id).unwrap_or("")
         )];
-        if let Some(vif) = self.by_port.get(&id) {
-            let key = format!("data/xvif/vifs/vif{}_{}", vif.frontend.0, vif.devid);
-            if let Some((_, text)) = self.vif_stats().into_iter().find(|(k, _)| *k == key) {
-                lines.push(format!("{name} netback: {text}"));
-            }
+        if let Some(slot) = self.by_port.get(&id).and_then(|vif| self.slots.get(vif)) {
+            lines.push(format!("{name} netback: {}", self.vif_text(slot)));
         }
         Some(lines)
     }

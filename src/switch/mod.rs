@@ -166,8 +166,6 @@ pub struct Switch {
     scratch: Vec<u8>,
     /// The packet capture running on one port, if any.
     capture: Option<capture::Capture>,
-    /// The time of the frame being forwarded (capture timestamps).
-    now_ns: u64,
 }
 
 pub(crate) fn mac_at(frame: &[u8], at: usize) -> [u8; 6] {
@@ -190,7 +188,6 @@ impl Switch {
             counters: SwitchCounters::default(),
             scratch: vec![0; offload::SCRATCH_LEN],
             capture: None,
-            now_ns: 0,
         }
     }
 
@@ -390,12 +387,14 @@ impl Switch {
     }
 
     /// Sends one frame out of `port`, adapted to its capabilities, and
-    /// counts it. A disabled or unknown port counts a drop.
+    /// counts it (`now_ns` stamps it in a capture of that port). A disabled
+    /// or unknown port counts a drop.
     pub fn output(
         &mut self,
         port: PortId,
         frame: &[u8],
         meta: &FrameMeta,
+        now_ns: u64,
         egress: &mut impl Egress,
     ) -> Result<Adapted, OffloadError> {
         let Some(p) = self.ports.get_mut(usize::from(port.0)).and_then(Option::as_mut) else {
@@ -406,10 +405,10 @@ impl Switch {
             c.tx_drops += 1;
             return Ok(Adapted::AsIs);
         }
-        let (now, mut tap) = (self.now_ns, self.capture.as_mut().filter(|t| t.port() == port));
+        let mut tap = self.capture.as_mut().filter(|t| t.port() == port);
         let r = offload::adapt(frame, meta, &p.cfg.caps, &mut self.scratch, |f, m| {
             if let Some(t) = tap.as_mut() {
-                t.record(now, f);
+                t.record(now_ns, f);
             }
             if egress.send(port, f, m) {
                 c.tx_packets += 1;
@@ -445,13 +444,12 @@ impl Switch {
         now_ns: u64,
         egress: &mut impl Egress,
     ) -> Result<Decision, Drop> {
-        self.now_ns = now_ns;
         if let Some(t) = self.capture.as_mut().filter(|t| t.port() == ingress) {
             t.record(now_ns, frame);
         }
         let d = self.decide(ingress, frame, meta, now_ns, |p, g| egress.wants_multicast(p, g))?;
         for port in d.targets.iter() {
-            let _ = self.output(port, frame, &d.meta, egress);
+            let _ = self.output(port, frame, &d.meta, now_ns, egress);
         }
         Ok(d)
     }

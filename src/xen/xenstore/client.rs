@@ -89,7 +89,6 @@ pub struct Client {
     inbuf: Vec<u8>,
     next_req: u32,
     replies: VecDeque<Reply>,
-    /// Ids of requests sent without waiting; their replies are dropped.
     /// Requests whose replies nobody waits for, with the path of those
     /// sent by `write_nowait`/`rm_nowait` (empty for cancelled ones), so a
     /// failure can be reported with its path.
