@@ -164,9 +164,16 @@ def test_rate_holds_the_limited_sender_only(op):
     start_sender(red1, red2, 5202, 20)
     free, fsecs = received_mbit(red2, size)
     xen.timing("unlimited guest beside it sent 20 MB at %.2f Mb/s" % free, fsecs)
+    rc, out = red2.run("md5sum /tmp/rx")
+    rc2, out2 = red1.run("md5sum /tmp/tx20")
+    assert out.split()[0] == out2.split()[0], "the unlimited transfer is not intact"
     assert 8.5 <= limited <= 11, "limited sender: %.2f Mb/s over %.1f s" % (limited, secs)
-    # Above the limited sender's whole accepted range: not held by its rate.
-    assert free >= 12, "the unlimited sender was held too: %.2f Mb/s" % free
+    assert int(nb.get("rate_waits", 0)) > 0, "the limited sender never waited for credit: %s" % nb
+    # The unlimited sender's speed is the nested emulator's (11-18 Mb/s seen
+    # here), too close to the limit to tell apart by time: xvif's own counter
+    # says whether its frames ever waited for credit.
+    free_nb = vif_line(xen, red1)
+    assert free_nb.get("rate_waits") == "0", "the unlimited sender was held: %s" % free_nb
 
 
 def test_rate_change_applies_to_the_connected_vif(op):
