@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::collections::BTreeMap;
-use xvif::netback::{FrameMeta, MAX_QUEUES, QueueRings, TxStaging, Vif, VifConfig, VifError};
+use xvif::netback::{FrameMeta, MAX_QUEUES, QueueRings, SharedRxPool, TxStaging, Vif, VifConfig, VifError};
 use xvif::netif::{ExtraInfo, ExtraKind, RspStatus};
 use xvif::testing::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use xvif::testing::netback_rig::{BACKEND, BUF_CAP, all_features, frame};
@@ -18,7 +18,7 @@ struct MultiRig {
     /// One frontend per queue.
     fes: Vec<MockFrontend>,
     vif: Vif<FakeBuf>,
-    pool: FakeBufPool,
+    pool: SharedRxPool<FakeBuf>,
     staging: TxStaging<FakeBuf>,
 }
 
@@ -27,11 +27,11 @@ impl MultiRig {
         let hv = FakeHv::new(BACKEND);
         let fes: Vec<MockFrontend> = (0..n).map(|_| MockFrontend::new(&hv, GUEST)).collect();
         let cfg = VifConfig::new(GUEST, MAC, all_features());
-        let mut pool = FakeBufPool::new(&hv, cfg.buffers_needed() * n + 4, BUF_CAP, 2);
+        let pool = FakeBufPool::shared_rx(&hv, cfg.buffers_needed() * n, BUF_CAP, 2);
         // Fewer staging buffers than tx_batch: a poll flushes every 4.
-        let staging = TxStaging::new(&mut pool, 4).unwrap();
+        let staging = TxStaging::new(&mut FakeBufPool::new(&hv, 4, BUF_CAP, 2), 4).unwrap();
         let rings: Vec<QueueRings> = fes.iter().map(|f| (f.tx_ring(), f.rx_ring())).collect();
-        let vif = Vif::with_queues(cfg, rings, &mut pool).unwrap();
+        let vif = Vif::with_queues(cfg, rings, &pool).unwrap();
         Self { hv, fes, vif, pool, staging }
     }
 
@@ -105,7 +105,7 @@ fn one_staging_set_serves_every_queue_in_batches() {
         assert!(r.fes[q].tx_responses().iter().all(|x| x.status == RspStatus::Okay));
     }
     assert_eq!(r.staging.len(), 4);
-    assert_eq!(r.pool.available(), 0);
+    assert_eq!(r.pool.borrow().stats().out, 0, "TX takes no receive buffer");
 }
 
 #[test]
@@ -167,8 +167,12 @@ fn multicast_subscription_on_any_queue_applies_to_the_vif() {
 #[test]
 fn a_fatal_error_on_one_queue_disables_the_whole_vif_and_release_returns_everything() {
     let mut r = MultiRig::new(2);
-    let before = r.pool.available();
-    assert_eq!(before, 0, "the vif holds every buffer");
+    // Frames wait on both queues: each holds a buffer.
+    for i in 0..40u8 {
+        r.vif.enqueue_rx(&frame(80 + usize::from(i), i), FrameMeta::default());
+    }
+    assert_eq!(r.vif.rx_buffers_held(), 2);
+    assert_eq!(r.pool.borrow().stats().out, 2);
     // Queue 1's frontend claims more requests than the ring holds.
     r.fes[1].set_tx_req_prod(10_000);
     r.poll_tx(1);
@@ -176,26 +180,41 @@ fn a_fatal_error_on_one_queue_disables_the_whole_vif_and_release_returns_everyth
     r.fes[0].send(&frame(80, 1), &TxOpts::default());
     assert!(r.poll_tx(0).is_empty(), "queue 0 of a disabled vif still delivered");
     assert!(!r.vif.enqueue_rx(&frame(80, 2), FrameMeta::default()));
-    let rings = r.vif.release(&mut r.pool);
+    let rings = r.vif.release();
     assert_eq!(rings.len(), 2);
-    assert_eq!(r.pool.available(), VifConfig::new(GUEST, MAC, all_features()).buffers_needed() * 2);
-    r.staging.release(&mut r.pool);
-    assert_eq!(r.pool.available(), VifConfig::new(GUEST, MAC, all_features()).buffers_needed() * 2 + 4);
+    let s = r.pool.borrow().stats();
+    assert_eq!((s.out, s.queues, s.holders), (0, 0, 0), "every buffer and reserve given back");
 }
 
 #[test]
 fn queue_counts_are_bounded() {
     let hv = FakeHv::new(BACKEND);
     let cfg = VifConfig::new(GUEST, MAC, all_features());
-    let mut pool = FakeBufPool::new(&hv, cfg.buffers_needed() * (MAX_QUEUES + 1), BUF_CAP, 0);
+    let pool = FakeBufPool::shared_rx(&hv, cfg.buffers_needed() * (MAX_QUEUES + 1), BUF_CAP, 0);
     let none: Vec<QueueRings> = Vec::new();
-    assert_eq!(Vif::with_queues(cfg, none, &mut pool).err(), Some(VifError::BadQueueCount(0)));
+    assert_eq!(Vif::with_queues(cfg, none, &pool).err(), Some(VifError::BadQueueCount(0)));
     let fes: Vec<MockFrontend> = (0..=MAX_QUEUES).map(|_| MockFrontend::new(&hv, GUEST)).collect();
     let rings: Vec<QueueRings> = fes.iter().map(|f| (f.tx_ring(), f.rx_ring())).collect();
-    assert_eq!(Vif::with_queues(cfg, rings, &mut pool).err(), Some(VifError::BadQueueCount(MAX_QUEUES + 1)));
-    // Not enough buffers for every queue: all are given back.
-    let mut small = FakeBufPool::new(&hv, cfg.buffers_needed() + 1, BUF_CAP, 0);
-    let rings: Vec<QueueRings> = fes.iter().take(2).map(|f| (f.tx_ring(), f.rx_ring())).collect();
-    assert!(matches!(Vif::with_queues(cfg, rings, &mut small), Err(VifError::NoBuffers { .. })));
-    assert_eq!(small.available(), cfg.buffers_needed() + 1);
+    assert_eq!(Vif::with_queues(cfg, rings, &pool).err(), Some(VifError::BadQueueCount(MAX_QUEUES + 1)));
+    assert_eq!(pool.borrow().stats().queues, 0, "a refused vif registers no queue");
+}
+
+#[test]
+fn a_pool_smaller_than_the_vif_drops_and_counts_what_it_cannot_hold() {
+    let hv = FakeHv::new(BACKEND);
+    let cfg = VifConfig::new(GUEST, MAC, all_features());
+    let fe = MockFrontend::new(&hv, GUEST);
+    let small = FakeBufPool::shared_rx(&hv, 1, BUF_CAP, 0);
+    let mut vif = Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), &small).unwrap();
+    // One 64 KiB buffer holds 43 frames of 1500 bytes; the 44th needs a
+    // second buffer the pool does not have.
+    let sent = 60;
+    let queued = (0..sent).filter(|i| vif.enqueue_rx(&frame(1500, *i as u8), FrameMeta::default())).count();
+    assert_eq!(queued, BUF_CAP / 1500);
+    let st = vif.stats();
+    assert_eq!(st.rx_no_buffer, (sent - queued) as u64);
+    assert_eq!(st.to_guest.drops, st.rx_no_buffer);
+    assert_eq!(small.borrow().stats().refused, st.rx_no_buffer);
+    drop(vif);
+    assert_eq!(small.borrow().stats().out, 0);
 }

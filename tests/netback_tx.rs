@@ -217,7 +217,7 @@ fn budget_bounds_one_poll_and_batches_copies() {
     for i in 0..200u32 {
         r.fe.send(&frame(64, i as u8), &TxOpts::default());
     }
-    let allocs = r.pool.allocs;
+    let before = r.pool.borrow().stats();
     let out = r.poll_tx();
     assert!(out.more && out.progress);
     assert_eq!(r.got.len(), 64);
@@ -232,7 +232,8 @@ fn budget_bounds_one_poll_and_batches_copies() {
         assert_eq!(*f, frame(64, i as u8));
     }
     assert_eq!(r.fe.tx_responses().len(), 200);
-    assert_eq!(r.pool.allocs, allocs, "no buffer taken per packet");
+    assert_eq!(r.pool.borrow().stats(), before, "no buffer taken per packet");
+    assert_eq!(r.staging.len(), 32);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use xvif::hal::SharedMem;
 use xvif::netback::ring::{REQ_PROD, RING_HEADER, RING_SIZE, RSP_EVENT, RSP_PROD};
-use xvif::netback::{Features, FrameMeta, TxStaging, Vif, VifConfig};
+use xvif::netback::{Features, FrameMeta, SharedRxPool, TxStaging, Vif, VifConfig};
 use xvif::netif::rx::RX_ENTRY_SIZE;
 use xvif::netif::tx::TX_ENTRY_SIZE;
 use xvif::netif::{RspStatus, RxRequest, RxResponse, TxRequest, TxResponse};
@@ -31,9 +31,9 @@ pub const STAGING: usize = 32;
 pub struct Env {
     /// The hypervisor shared by both guests.
     pub hv: FakeHv,
-    /// Buffers: both vifs' RX queues and the staging set.
-    pub pool: FakeBufPool,
-    /// Buffers in the pool when no hostile vif holds any.
+    /// The receive pool both vifs' RX queues share.
+    pub pool: SharedRxPool<FakeBuf>,
+    /// Buffers out of the pool when no hostile vif holds any.
     pub pool_idle: usize,
     /// TX staging, shared by every vif as in the data plane.
     pub staging: TxStaging<FakeBuf>,
@@ -80,8 +80,9 @@ impl Env {
     pub fn new() -> Self {
         let hv = FakeHv::new(BACKEND);
         let cfg = VifConfig::new(HOSTILE, [0; 6], all_features());
-        let mut pool = FakeBufPool::new(&hv, 2 * cfg.buffers_needed() + STAGING, BUF_CAP, 2);
-        let staging = TxStaging::new(&mut pool, STAGING).unwrap_or_else(|e| panic!("staging: {e:?}"));
+        let pool = FakeBufPool::shared_rx(&hv, 2 * cfg.buffers_needed(), BUF_CAP, 2);
+        let mut staging_pool = FakeBufPool::new(&hv, STAGING, BUF_CAP, 2);
+        let staging = TxStaging::new(&mut staging_pool, STAGING).unwrap_or_else(|e| panic!("staging: {e:?}"));
         let mut grefs = Vec::new();
         let mut rw_gfns = Vec::new();
         for i in 0..RO_PAGES + RW_PAGES {
@@ -94,8 +95,8 @@ impl Env {
             }
             grefs.push(hv.grant(HOSTILE, gfn, BACKEND, ro));
         }
-        let bystander = Bystander::new(&hv, &mut pool);
-        let pool_idle = pool.available();
+        let bystander = Bystander::new(&hv, &pool);
+        let pool_idle = pool.borrow().stats().out;
         Self { hv, pool, pool_idle, staging, grefs, rw_gfns, bystander }
     }
 
@@ -106,13 +107,13 @@ impl Env {
 
     /// A vif for `fe` with buffers from the pool.
     pub fn vif(&mut self, fe: &MockFrontend, cfg: VifConfig) -> Vif<FakeBuf> {
-        Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), &mut self.pool).unwrap_or_else(|e| panic!("vif: {e:?}"))
+        Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), &self.pool).unwrap_or_else(|e| panic!("vif: {e:?}"))
     }
 
     /// Gives a vif's buffers back and checks none went missing.
     pub fn release(&mut self, vif: Vif<FakeBuf>) {
-        drop(vif.release(&mut self.pool));
-        assert_eq!(self.pool.available(), self.pool_idle, "a vif kept or lost packet buffers");
+        drop(vif.release());
+        assert_eq!(self.pool.borrow().stats().out, self.pool_idle, "a vif kept or lost packet buffers");
     }
 
     /// The bystander guest sends a frame and receives one; both must
@@ -130,7 +131,7 @@ impl Default for Env {
 }
 
 impl Bystander {
-    fn new(hv: &FakeHv, pool: &mut FakeBufPool) -> Self {
+    fn new(hv: &FakeHv, pool: &SharedRxPool<FakeBuf>) -> Self {
         let fe = MockFrontend::new(hv, BYSTANDER);
         let cfg = VifConfig::new(BYSTANDER, [0x00, 0x16, 0x3e, 0, 0, 200], all_features());
         let vif = Vif::new(cfg, fe.tx_ring(), fe.rx_ring(), pool).unwrap_or_else(|e| panic!("bystander: {e:?}"));

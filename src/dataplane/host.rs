@@ -40,12 +40,14 @@ impl VifHost for DataPlane {
             multicast_control: fe.multicast_control,
         };
         let mut cfg = VifConfig::new(id.frontend, mac, features);
-        // About the same RX buffers per vif whatever the queue count, each
-        // queue's budget all of its buffers' bytes.
+        // About the same RX budget per vif whatever the queue count, each
+        // queue's budget all of its buffer slots' bytes (filled from the
+        // shared pool only while frames wait).
         cfg.tx_batch = TX_STAGING;
         cfg.size_rx(queues.len(), BUF_FRAMES as usize * crate::netif::PAGE_SIZE);
         if self.staging.is_none() {
-            match TxStaging::new(&mut self.pool, TX_STAGING) {
+            let mut pool = self.pool.borrow_mut();
+            match TxStaging::new(pool.backing(), TX_STAGING) {
                 Ok(s) => self.staging = Some(s),
                 Err(e) => {
                     queues.into_iter().for_each(QueueSlot::close);
@@ -63,7 +65,7 @@ impl VifHost for DataPlane {
                 r
             })
             .collect();
-        let mut vif = match Vif::with_queues(cfg, rings, &mut self.pool) {
+        let mut vif = match Vif::with_queues(cfg, rings, &self.pool) {
             Ok(v) => v,
             Err(e) => {
                 queues.into_iter().for_each(QueueSlot::close);
@@ -88,7 +90,7 @@ impl VifHost for DataPlane {
         let port = match self.switch.add_port(port_cfg) {
             Ok(p) => p,
             Err(e) => {
-                drop(vif.release(&mut self.pool));
+                drop(vif.release());
                 queues.into_iter().for_each(QueueSlot::close);
                 return Err(format!("switch port: {e:?}"));
             }
@@ -120,7 +122,7 @@ impl VifHost for DataPlane {
             warn!("netback: vif{}.{} had been disabled: {e:?}", id.frontend.0, id.devid);
         }
         // Release buffers and the ring views before unmapping the rings.
-        drop(slot.vif.release(&mut self.pool));
+        drop(slot.vif.release());
         slot.queues.into_iter().for_each(QueueSlot::close);
         // Buffers stay in the pool for the next vif: the frame allocator
         // cannot rebuild 64 KiB contiguous runs from returned single frames.

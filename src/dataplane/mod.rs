@@ -20,13 +20,14 @@ use crate::config::Config;
 use crate::drivers::port::Port;
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
-use crate::netback::TxStaging;
-use crate::platform::bufpool::{FrameBuf, FramePool};
+use crate::netback::{RxPool, SharedRxPool, TxStaging};
+use crate::platform::bufpool::{BUF_BYTES, BUF_FRAMES, FrameBuf, FramePool};
 use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, XenGrantOps};
 use crate::switch::meta::{FrameMeta, PortCaps};
 use crate::switch::{PortConfig, PortId, Switch, SwitchConfig};
 use crate::xenbus::backend::VifId;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -38,13 +39,19 @@ use queue::Slot;
 /// TX staging buffers shared by all vifs (64 KiB each).
 pub(super) const TX_STAGING: usize = 16;
 
+/// Frames the receive-buffer pool leaves to everything else (ring and
+/// grant mappings, page tables): 1 MiB.
+const RESERVED_FRAMES: u64 = 256;
+
 /// Frames taken from the NIC per poll at most, so vifs are not starved.
 const NIC_BUDGET: usize = 128;
 
 /// The data plane.
 pub struct DataPlane {
     switch: Switch,
-    pool: FramePool,
+    /// The receive buffers all vif queues share; its backing pool also
+    /// gives the TX staging buffers.
+    pool: SharedRxPool<FrameBuf>,
     slots: BTreeMap<VifId, Slot>,
     by_port: BTreeMap<PortId, VifId>,
     mgmt: Option<Mgmt>,
@@ -105,7 +112,7 @@ impl DataPlane {
         crate::shell::set_served();
         Self {
             switch,
-            pool: FramePool::new(),
+            pool: RxPool::shared(Box::new(FramePool::new()), BUF_BYTES, rx_pool_limit()),
             slots: BTreeMap::new(),
             by_port: BTreeMap::new(),
             mgmt,
@@ -232,12 +239,18 @@ impl DataPlane {
         let (grants, evtchns) = xen::resources();
         let (heap, _) = crate::platform::heap::usage();
         let f = crate::platform::frames::stats();
+        let p = self.pool.borrow().stats();
+        let staging = self.staging.as_ref().map_or(0, TxStaging::len);
         format!(
-            "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={} unmap_failed={}",
+            "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={} unmap_failed={} \
+             rx_bufs_peak={} rx_bufs_limit={} rx_bufs_refused={}",
             self.slots.len(),
-            self.pool.in_use,
+            p.out + staging,
             f.used,
-            xen::unmap_failures()
+            xen::unmap_failures(),
+            p.peak,
+            p.limit,
+            p.refused
         )
     }
 
@@ -290,4 +303,12 @@ impl DataPlane {
 /// The xenstore key (relative to xvif's home) of a vif's netback counters.
 fn vif_key(id: VifId) -> String {
     format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid)
+}
+
+/// How many receive buffers the shared pool may hand out: every free frame
+/// but a reserve, less the TX staging buffers.
+fn rx_pool_limit() -> usize {
+    let f = crate::platform::frames::stats();
+    let free = f.total.saturating_sub(f.used).saturating_sub(RESERVED_FRAMES);
+    ((free / BUF_FRAMES) as usize).saturating_sub(TX_STAGING)
 }

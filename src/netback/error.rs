@@ -121,4 +121,6 @@ pub enum RxDrop {
     CsumNotNegotiated,
     /// The vif is disabled.
     Disabled,
+    /// The shared receive-buffer pool had no buffer for it.
+    NoBuffer,
 }

@@ -16,6 +16,7 @@ use super::buf::PacketBuf;
 use super::copy::Copier;
 use super::error::{NetbackError, RxDrop};
 use super::meta::{FrameMeta, is_ipv6};
+use super::pool::SharedRxPool;
 use super::ring::BackRing;
 use super::rxqueue::{Queued, RxQueue, RxSource};
 use super::vif::{Features, PollOutcome, VifStats};
@@ -37,8 +38,9 @@ struct InFlight {
     failed: bool,
 }
 
-/// RX ring state and the frame queue with its buffers (allocated once).
-pub(crate) struct RxPath<B> {
+/// RX ring state and the frame queue (bookkeeping allocated once, buffers
+/// from the shared pool while frames wait in them).
+pub(crate) struct RxPath<B: PacketBuf> {
     pub ring: BackRing,
     queue: RxQueue<B>,
     inflight: Vec<InFlight>,
@@ -47,11 +49,12 @@ pub(crate) struct RxPath<B> {
 }
 
 impl<B: PacketBuf> RxPath<B> {
-    /// A path whose queue holds at most `budget` bytes in `bufs`.
-    pub fn new(ring: BackRing, bufs: Vec<B>, budget: usize) -> Self {
+    /// A path whose queue holds at most `budget` bytes in `slots` buffers
+    /// from `pool`.
+    pub fn new(ring: BackRing, pool: &SharedRxPool<B>, slots: usize, budget: usize) -> Self {
         Self {
             ring,
-            queue: RxQueue::new(bufs, budget),
+            queue: RxQueue::new(pool, slots, budget),
             // A poll places at most one frame per ring slot.
             inflight: Vec::with_capacity(super::ring::RING_SIZE as usize),
             slots: Vec::with_capacity(super::ring::RING_SIZE as usize),
@@ -59,8 +62,9 @@ impl<B: PacketBuf> RxPath<B> {
         }
     }
 
-    pub fn into_bufs(self) -> Vec<B> {
-        self.queue.into_bufs()
+    /// Pool buffers the queue holds now.
+    pub fn buffers_held(&self) -> usize {
+        self.queue.buffers_held()
     }
 
     /// Frames waiting for guest buffers.

@@ -1,13 +1,18 @@
 //! The frames waiting for a guest's RX buffers: a byte-budgeted FIFO packed
 //! into the queue's own packet buffers, with a fair share per source.
 //!
-//! Storage: the buffers form one logical byte ring of `buffers × capacity`
-//! bytes. A frame is written at the ring's write position, or at the start
-//! of the next buffer when it would not fit in the rest of the current one,
-//! so every frame lies in one buffer and one grant copy per guest slot
-//! reads it. Frames leave in order, so the read position only advances.
-//! Positions are u64 byte counts (they never wrap in practice); buffer and
-//! offset are the position modulo the ring.
+//! Storage: `slots` buffer slots form one logical byte ring of
+//! `slots × capacity` bytes. A frame is written at the ring's write
+//! position, or at the start of the next buffer when it would not fit in
+//! the rest of the current one, so every frame lies in one buffer and one
+//! grant copy per guest slot reads it. Frames leave in order, so the read
+//! position only advances. Positions are u64 byte counts, set back to zero
+//! whenever the queue is empty; buffer and offset are the position modulo
+//! the ring. A slot holds a buffer from the shared pool (`pool`) only while
+//! ring bytes in it are in use: it is taken when a frame is written into
+//! the slot and given back when the read position leaves it, so an idle
+//! queue holds none. When the pool has none to give, the frame is dropped
+//! (`RxDrop::NoBuffer`).
 //!
 //! Budget: like Linux netback's `rx_queue_max`, the queue holds at most a
 //! number of bytes (XSA-392: a guest that posts no buffers costs only
@@ -27,6 +32,7 @@
 use super::buf::PacketBuf;
 use super::error::RxDrop;
 use super::meta::FrameMeta;
+use super::pool::SharedRxPool;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -43,10 +49,10 @@ pub const MAX_FRAMES: usize = 1024;
 /// Linux netback's default `rx_queue_max`: half an RX ring of pages.
 pub const RX_QUEUE_BYTES: usize = 128 * crate::netif::PAGE_SIZE;
 
-/// RX buffers the data plane gives one vif, spread over its queues.
+/// RX buffer slots of one vif, spread over its queues (its budget).
 pub const RX_BUFFERS_PER_VIF: usize = 32;
 
-/// RX buffers a queue gets at least.
+/// RX buffer slots a queue gets at least.
 pub const MIN_RX_BUFFERS_PER_QUEUE: usize = 8;
 
 /// Where a frame for the guest came from: the switch port it entered on.
@@ -80,9 +86,13 @@ pub(crate) struct Queued {
     source: RxSource,
 }
 
-/// The queue and the buffers that hold its frames (allocated once).
-pub(crate) struct RxQueue<B> {
-    bufs: Vec<B>,
+/// The queue and the buffers that hold its frames (bookkeeping allocated
+/// once, buffers from the pool while in use).
+pub(crate) struct RxQueue<B: PacketBuf> {
+    bufs: Vec<Option<B>>,
+    /// Slots holding a buffer.
+    held_bufs: usize,
+    pool: SharedRxPool<B>,
     cap: usize,
     ring: u64,
     budget: usize,
@@ -96,19 +106,22 @@ pub(crate) struct RxQueue<B> {
 }
 
 impl<B: PacketBuf> RxQueue<B> {
-    /// A queue over `bufs` (all of one capacity) holding at most `budget`
-    /// bytes (at most all of the buffers).
-    pub fn new(bufs: Vec<B>, budget: usize) -> Self {
-        let cap = bufs.first().map_or(0, |b| b.capacity());
-        let ring = cap.saturating_mul(bufs.len());
+    /// A queue of `slots` buffer slots filled from `pool`, holding at
+    /// most `budget` bytes (at most all of the slots).
+    pub fn new(pool: &SharedRxPool<B>, slots: usize, budget: usize) -> Self {
+        let cap = pool.borrow().buf_capacity();
+        let ring = cap.saturating_mul(slots);
         let budget = budget.min(ring);
+        pool.borrow_mut().register();
         Self {
             budget,
             min_charge: budget.div_ceil(MAX_FRAMES),
             used: 0,
             cap,
             ring: ring as u64,
-            bufs,
+            bufs: (0..slots).map(|_| None).collect(),
+            held_bufs: 0,
+            pool: pool.clone(),
             write: 0,
             read: 0,
             frames: VecDeque::with_capacity(MAX_FRAMES),
@@ -117,8 +130,9 @@ impl<B: PacketBuf> RxQueue<B> {
         }
     }
 
-    pub fn into_bufs(self) -> Vec<B> {
-        self.bufs
+    /// Buffers held now.
+    pub fn buffers_held(&self) -> usize {
+        self.held_bufs
     }
 
     /// Capacity of one buffer (the largest frame the queue can hold).
@@ -178,7 +192,12 @@ impl<B: PacketBuf> RxQueue<B> {
         let n = self.bufs.len() as u64;
         let buf = ((pos / cap) % n) as usize;
         let off = (pos % cap) as usize;
-        let Some(b) = self.bufs.get_mut(buf) else { return Err(RxDrop::QueueFull) };
+        let Some(slot) = self.bufs.get_mut(buf) else { return Err(RxDrop::QueueFull) };
+        if slot.is_none() {
+            *slot = Some(self.pool.borrow_mut().take(self.held_bufs).ok_or(RxDrop::NoBuffer)?);
+            self.held_bufs += 1;
+        }
+        let Some(b) = slot.as_mut() else { return Err(RxDrop::NoBuffer) };
         b.with_bytes_mut(off + len, |bytes| {
             if let Some(dst) = bytes.get_mut(off..off + len) {
                 dst.copy_from_slice(frame);
@@ -209,7 +228,7 @@ impl<B: PacketBuf> RxQueue<B> {
 
     /// The buffer a frame lies in.
     pub fn buf(&self, q: &Queued) -> Option<&B> {
-        self.bufs.get(usize::from(q.buf))
+        self.bufs.get(usize::from(q.buf)).and_then(Option::as_ref)
     }
 
     /// Frees the ring bytes of a popped frame; frames must be released in
@@ -223,7 +242,53 @@ impl<B: PacketBuf> RxQueue<B> {
             }
         }
         self.used = self.used.saturating_sub(q.charge);
+        let old = self.read;
         self.read = self.read.max(q.end).min(self.write);
+        if self.read == self.write {
+            // Empty: every buffer goes back and the ring starts over.
+            self.read = 0;
+            self.write = 0;
+            self.give_back_unused();
+        } else if old / self.cap as u64 != self.read / self.cap as u64 {
+            self.give_back_unused();
+        }
+    }
+
+    /// Whether any byte in [read, write) lies in slot `s`.
+    fn slot_live(&self, s: usize) -> bool {
+        if self.read == self.write {
+            return false;
+        }
+        let cap = self.cap as u64;
+        let n = self.bufs.len() as u64;
+        let (first, last) = (self.read / cap, (self.write - 1) / cap);
+        if last - first + 1 >= n {
+            return true;
+        }
+        (s as u64 + n - first % n) % n <= last - first
+    }
+
+    /// Returns the buffers of slots no queued or in-flight frame uses.
+    fn give_back_unused(&mut self) {
+        for s in 0..self.bufs.len() {
+            if !self.slot_live(s)
+                && let Some(b) = self.bufs.get_mut(s).and_then(Option::take)
+            {
+                self.held_bufs -= 1;
+                self.pool.borrow_mut().give(b, self.held_bufs);
+            }
+        }
+    }
+}
+
+impl<B: PacketBuf> Drop for RxQueue<B> {
+    fn drop(&mut self) {
+        let mut pool = self.pool.borrow_mut();
+        for b in self.bufs.iter_mut().filter_map(Option::take) {
+            self.held_bufs -= 1;
+            pool.give(b, self.held_bufs);
+        }
+        pool.unregister();
     }
 }
 
@@ -250,8 +315,26 @@ mod tests {
         }
     }
 
+    /// A backing pool of `n` buffers of `cap` bytes.
+    struct Backing(Vec<Mem>);
+
+    impl crate::netback::BufPool for Backing {
+        type Buf = Mem;
+        fn alloc(&mut self) -> Option<Mem> {
+            self.0.pop()
+        }
+        fn free(&mut self, b: Mem) {
+            self.0.push(b);
+        }
+    }
+
+    fn pool(n: usize, cap: usize) -> SharedRxPool<Mem> {
+        let backing = Backing((0..n).map(|_| Mem(vec![0; cap])).collect());
+        crate::netback::pool::RxPool::shared(alloc::boxed::Box::new(backing), cap, n)
+    }
+
     fn queue(bufs: usize, cap: usize, budget: usize) -> RxQueue<Mem> {
-        RxQueue::new((0..bufs).map(|_| Mem(vec![0; cap])).collect(), budget)
+        RxQueue::new(&pool(bufs, cap), bufs, budget)
     }
 
     fn bytes_of(q: &RxQueue<Mem>, f: &Queued) -> Vec<u8> {
@@ -343,5 +426,87 @@ mod tests {
         assert!(n > 500 && n <= MAX_FRAMES, "{n}");
         assert!(q.bytes() <= q.budget());
         assert_eq!(q.frames.capacity(), before, "no allocation after creation");
+    }
+
+    #[test]
+    fn buffers_are_held_only_while_frames_wait_in_them() {
+        let p = pool(4, 1000);
+        let mut q = RxQueue::new(&p, 4, usize::MAX);
+        let m = FrameMeta::default();
+        assert_eq!(q.buffers_held(), 0, "an idle queue holds none");
+        for i in 0..5u8 {
+            assert_eq!(q.push(RxSource(i), &[i; 400], m), Ok(()));
+        }
+        // 400+400 in buffer 0, 400+400 in 1, 400 in 2.
+        assert_eq!((q.buffers_held(), p.borrow().stats().out), (3, 3));
+        let a = q.pop().unwrap();
+        let b = q.pop().unwrap();
+        let c = q.pop().unwrap();
+        q.release(&a);
+        assert_eq!(q.buffers_held(), 3, "buffer 0 still has a frame in flight");
+        q.release(&b);
+        assert_eq!(q.buffers_held(), 3, "buffer 0's skipped tail is charged to c");
+        q.release(&c);
+        assert_eq!(q.buffers_held(), 2, "the read position left buffer 0");
+        assert_eq!(bytes_of(&q, &q.front().unwrap()), vec![3; 400]);
+        while let Some(f) = q.pop() {
+            q.release(&f);
+        }
+        assert_eq!((q.buffers_held(), q.bytes(), p.borrow().stats().out), (0, 0, 0));
+        // Dropping a queue gives back what it held and its reserve.
+        assert_eq!(q.push(RxSource(0), &[1; 10], m), Ok(()));
+        drop(q);
+        let s = p.borrow().stats();
+        assert_eq!((s.out, s.queues, s.holders), (0, 0, 0));
+    }
+
+    #[test]
+    fn an_empty_pool_drops_the_frame_and_the_queue_keeps_working() {
+        let p = pool(2, 1000);
+        let mut a = RxQueue::new(&p, 4, usize::MAX);
+        let mut b = RxQueue::new(&p, 4, usize::MAX);
+        let m = FrameMeta::default();
+        assert_eq!(a.push(RxSource(0), &[1; 900], m), Ok(()));
+        // A second buffer for `a` would take the one kept for `b`.
+        assert_eq!(a.push(RxSource(1), &[1; 900], m), Err(RxDrop::NoBuffer));
+        assert_eq!(b.push(RxSource(0), &[2; 900], m), Ok(()));
+        assert_eq!(a.push(RxSource(1), &[1; 50], m), Ok(()), "room left in its own buffer");
+        while let Some(f) = b.pop() {
+            b.release(&f);
+        }
+        assert_eq!(b.buffers_held(), 0);
+        assert_eq!(a.push(RxSource(1), &[1; 900], m), Err(RxDrop::NoBuffer), "b's buffer is kept for b");
+        drop(b);
+        assert_eq!(a.push(RxSource(1), &[1; 900], m), Ok(()), "b is gone, and its reserve");
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn a_buffer_shared_by_the_ring_wrap_stays_while_used() {
+        // Two slots of 1000: A 0..400, B 400..800 (slot 0), C skips the
+        // tail to 1000..1600, D 1600..2000 (slot 1), then E wraps to slot 0
+        // at 2000..2100 while C and D still wait in slot 1.
+        let p = pool(2, 1000);
+        let mut q = RxQueue::new(&p, 2, usize::MAX);
+        let m = FrameMeta::default();
+        for (v, len) in [(1u8, 400), (2, 400), (3, 600), (4, 400)] {
+            assert_eq!(q.push(RxSource(v), &vec![v; len], m), Ok(()));
+        }
+        for _ in 0..2 {
+            let f = q.pop().unwrap();
+            q.release(&f);
+        }
+        assert_eq!(q.buffers_held(), 2, "the skipped tail of slot 0 is C's until C leaves");
+        assert_eq!(q.push(RxSource(5), &[5; 100], m), Ok(()));
+        let f = q.pop().unwrap();
+        q.release(&f);
+        assert_eq!(q.buffers_held(), 2, "slot 0 holds E");
+        let f = q.pop().unwrap();
+        q.release(&f);
+        assert_eq!(q.buffers_held(), 1, "slot 1 is free once D left");
+        let f = q.pop().unwrap();
+        assert_eq!(bytes_of(&q, &f), vec![5; 100]);
+        q.release(&f);
+        assert_eq!((q.buffers_held(), p.borrow().stats().out), (0, 0));
     }
 }

@@ -8,7 +8,10 @@ use alloc::vec::Vec;
 
 /// Takes `n` buffers from `pool`, all big enough for the largest Ethernet
 /// frame plus a VLAN tag; on failure nothing is kept.
-pub(super) fn take_buffers<B: PacketBuf, P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Vec<B>, VifError> {
+pub(super) fn take_buffers<B: PacketBuf, P: BufPool<Buf = B> + ?Sized>(
+    pool: &mut P,
+    n: usize,
+) -> Result<Vec<B>, VifError> {
     let mut got: Vec<B> = Vec::with_capacity(n);
     while got.len() < n {
         match pool.alloc() {
@@ -39,7 +42,7 @@ pub struct TxStaging<B: PacketBuf> {
 
 impl<B: PacketBuf> TxStaging<B> {
     /// `n` buffers from `pool` (checked as the vif's own).
-    pub fn new<P: BufPool<Buf = B>>(pool: &mut P, n: usize) -> Result<Self, VifError> {
+    pub fn new<P: BufPool<Buf = B> + ?Sized>(pool: &mut P, n: usize) -> Result<Self, VifError> {
         if n == 0 || n > usize::from(u16::MAX) {
             return Err(VifError::BadConfig);
         }
@@ -47,7 +50,7 @@ impl<B: PacketBuf> TxStaging<B> {
     }
 
     /// Gives the buffers back.
-    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) {
+    pub fn release<P: BufPool<Buf = B> + ?Sized>(self, pool: &mut P) {
         self.bufs.into_iter().for_each(|b| pool.free(b));
     }
 

@@ -14,16 +14,16 @@
 //! Nothing here assumes a split or a shared event channel.
 #![forbid(unsafe_code)]
 
-use super::buf::{BufPool, PacketBuf};
+use super::buf::PacketBuf;
 use super::credit::{Credit, Rate};
 use super::error::{NetbackError, RxDrop, TxDrop};
 use super::mcast::McastFilter;
 use super::meta::{FrameMeta, GsoKind};
+use super::pool::SharedRxPool;
 use super::ring::BackRing;
 use super::rx::RxPath;
 use super::rxqueue::RxSource;
 pub use super::staging::TxStaging;
-use super::staging::take_buffers;
 use super::tx::{TxEnv, TxPath};
 pub use super::vifconfig::{Features, MAX_QUEUES, VifConfig, VifError};
 use crate::drivers::port::{DirStats, PortStats};
@@ -48,6 +48,9 @@ pub struct VifStats {
     /// Frames for the guest refused because their source held its fair
     /// share of the RX queue.
     pub rx_over_share: u64,
+    /// Frames for the guest refused because the shared buffer pool had
+    /// none to give.
+    pub rx_no_buffer: u64,
     /// The last TX drop reason.
     pub last_tx_drop: Option<TxDrop>,
     /// The last RX drop reason.
@@ -124,27 +127,22 @@ impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
 }
 
 impl<B: PacketBuf> Vif<B> {
-    /// A single-queue vif: attaches to the mapped rings and takes
-    /// `cfg.buffers_needed()` buffers from `pool` (the only allocations
-    /// this vif makes).
-    pub fn new<P: BufPool<Buf = B>>(
+    /// A single-queue vif: attaches to the mapped rings; its RX queue
+    /// takes buffers from `pool` while frames wait in them.
+    pub fn new(
         cfg: VifConfig,
         tx_ring: Box<dyn SharedMem>,
         rx_ring: Box<dyn SharedMem>,
-        pool: &mut P,
+        pool: &SharedRxPool<B>,
     ) -> Result<Self, VifError> {
         Self::with_queues(cfg, alloc::vec![(tx_ring, rx_ring)], pool)
     }
 
-    /// A vif with one queue per ring pair; every queue takes
-    /// `cfg.buffers_needed()` buffers (budgets and queue lengths are per
-    /// queue). On error nothing is kept: buffers go back to the pool and
-    /// the rings are dropped (the caller still holds their mappings).
-    pub fn with_queues<P: BufPool<Buf = B>>(
-        cfg: VifConfig,
-        rings: Vec<QueueRings>,
-        pool: &mut P,
-    ) -> Result<Self, VifError> {
+    /// A vif with one queue per ring pair; every queue has
+    /// `cfg.rx_buffers` buffer slots filled from `pool` on demand (budgets
+    /// and queue lengths are per queue). On error the rings are dropped
+    /// (the caller still holds their mappings).
+    pub fn with_queues(cfg: VifConfig, rings: Vec<QueueRings>, pool: &SharedRxPool<B>) -> Result<Self, VifError> {
         if [cfg.tx_batch, cfg.tx_budget, cfg.rx_buffers, cfg.rx_queue_bytes, cfg.rx_budget].contains(&0) {
             return Err(VifError::BadConfig);
         }
@@ -154,14 +152,14 @@ impl<B: PacketBuf> Vif<B> {
         if cfg.rx_buffers > usize::from(u16::MAX) || cfg.tx_batch > usize::from(u16::MAX) {
             return Err(VifError::TooManyBuffers(cfg.rx_buffers.max(cfg.tx_batch)));
         }
-        let per_queue = cfg.buffers_needed();
-        let mut got = take_buffers(pool, per_queue * rings.len())?;
+        let cap = pool.borrow().buf_capacity();
+        if cap < crate::drivers::port::MAX_FRAME + 4 {
+            return Err(VifError::BufferTooSmall(cap));
+        }
         let mut queues = Vec::with_capacity(rings.len());
         for (tx_mem, rx_mem) in rings {
-            let rest = got.split_off(per_queue);
-            let rx_bufs = core::mem::replace(&mut got, rest);
             let tx = TxPath::new(BackRing::attach(&*tx_mem, TX_ENTRY_SIZE));
-            let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), rx_bufs, cfg.rx_queue_bytes);
+            let rx = RxPath::new(BackRing::attach(&*rx_mem, RX_ENTRY_SIZE), pool, cfg.rx_buffers, cfg.rx_queue_bytes);
             queues.push(Queue { tx_mem, rx_mem, tx, rx });
         }
         Ok(Self {
@@ -175,16 +173,15 @@ impl<B: PacketBuf> Vif<B> {
         })
     }
 
-    /// Gives the buffers back to `pool` and the rings, per queue, back to
-    /// the caller (for unmapping).
-    pub fn release<P: BufPool<Buf = B>>(self, pool: &mut P) -> Vec<QueueRings> {
-        self.queues
-            .into_iter()
-            .map(|q| {
-                q.rx.into_bufs().into_iter().for_each(|b| pool.free(b));
-                (q.tx_mem, q.rx_mem)
-            })
-            .collect()
+    /// Gives the rings, per queue, back to the caller (for unmapping); the
+    /// RX buffers it held go back to the pool.
+    pub fn release(self) -> Vec<QueueRings> {
+        self.queues.into_iter().map(|q| (q.tx_mem, q.rx_mem)).collect()
+    }
+
+    /// Pool buffers its RX queues hold now.
+    pub fn rx_buffers_held(&self) -> usize {
+        self.queues.iter().map(|q| q.rx.buffers_held()).sum()
     }
 
     /// Queues.
@@ -327,6 +324,7 @@ impl<B: PacketBuf> Vif<B> {
             match d {
                 RxDrop::QueueFull => self.stats.rx_queue_full += 1,
                 RxDrop::OverShare { .. } => self.stats.rx_over_share += 1,
+                RxDrop::NoBuffer => self.stats.rx_no_buffer += 1,
                 _ => {}
             }
         }

@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 
 /// Frames per buffer: 64 KiB, room for a whole GSO frame.
 pub const BUF_FRAMES: u64 = 16;
-const BUF_BYTES: usize = (BUF_FRAMES * 4096) as usize;
+/// Bytes per buffer.
+pub const BUF_BYTES: usize = (BUF_FRAMES * 4096) as usize;
 
 /// One packet buffer.
 #[derive(Debug)]

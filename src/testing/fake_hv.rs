@@ -8,6 +8,7 @@
 
 use crate::hal::GrantOps;
 use crate::netback::buf::{BufPool, LocalFrame, PacketBuf};
+use crate::netback::pool::{RxPool, SharedRxPool};
 use crate::xen::abi::{
     GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef,
 };
@@ -277,6 +278,12 @@ impl FakeBufPool {
     /// Buffers left.
     pub fn available(&self) -> usize {
         self.free.len()
+    }
+
+    /// `n` such buffers as a shared receive pool that may hand out all of
+    /// them.
+    pub fn shared_rx(hv: &FakeHv, n: usize, cap: usize, start: usize) -> SharedRxPool<FakeBuf> {
+        RxPool::shared(alloc::boxed::Box::new(Self::new(hv, n, cap, start)), cap, n)
     }
 }
 

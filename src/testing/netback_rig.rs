@@ -5,6 +5,7 @@
 use super::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use super::netfront::MockFrontend;
 use crate::hal::SharedMem;
+use crate::netback::SharedRxPool;
 use crate::netback::{Features, FrameMeta, PollOutcome, TxStaging, Vif, VifConfig};
 use crate::xen::DomId;
 use alloc::boxed::Box;
@@ -36,8 +37,8 @@ pub struct Rig {
     pub fe: MockFrontend,
     /// The vif under test.
     pub vif: Vif<FakeBuf>,
-    /// Where the vif's buffers came from.
-    pub pool: FakeBufPool,
+    /// The receive pool the vif's RX queue takes buffers from.
+    pub pool: SharedRxPool<FakeBuf>,
     /// TX staging buffers lent to `poll_tx` (`cfg.tx_batch` of them).
     pub staging: TxStaging<FakeBuf>,
     /// Frames delivered by `poll_tx`.
@@ -69,13 +70,14 @@ impl Rig {
         tweak(&mut cfg);
         // Data starts 2 bytes into the first frame, like NET_IP_ALIGN, so
         // copies must be split at the buffer's page boundaries.
-        let mut pool = FakeBufPool::new(hv, cfg.buffers_needed() + cfg.tx_batch, BUF_CAP, 2);
-        let staging = match TxStaging::new(&mut pool, cfg.tx_batch) {
+        let mut staging_pool = FakeBufPool::new(hv, cfg.tx_batch, BUF_CAP, 2);
+        let staging = match TxStaging::new(&mut staging_pool, cfg.tx_batch) {
             Ok(s) => s,
             Err(e) => panic!("staging: {e:?}"),
         };
+        let pool = FakeBufPool::shared_rx(hv, cfg.buffers_needed(), BUF_CAP, 2);
         let (tx, rx) = rings(&fe);
-        let vif = match Vif::new(cfg, tx, rx, &mut pool) {
+        let vif = match Vif::new(cfg, tx, rx, &pool) {
             Ok(v) => v,
             Err(e) => panic!("vif: {e:?}"),
         };
