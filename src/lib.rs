@@ -18,6 +18,7 @@ pub mod memory;
 pub mod mgmt;
 pub mod netback;
 pub mod netif;
+pub mod publisher;
 pub mod ratelimit;
 pub mod shell;
 pub mod switch;

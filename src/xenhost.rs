@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::dataplane::DataPlane;
 use crate::net::NicDev;
 use crate::platform::{self, exit, xen};
+use crate::publisher::{Publisher, Sent};
 use crate::timer::{Nanos, Progress, Task};
 use crate::xen::xenstore::client::{DEFAULT_TIMEOUT_NS, MAX_WATCH_EVENTS};
 use crate::xen::xenstore::{Client, XsError, XsIo};
@@ -38,8 +39,8 @@ pub struct XenHost {
     backend: Option<Backend>,
     net: DataPlane,
     next_publish: Nanos,
-    /// What was last written under `data/`, by path.
-    published: BTreeMap<String, String>,
+    /// Counters to write under `data/`, paced by xenstored's replies.
+    publisher: Publisher,
     shutdown: Lookup,
     ping: Lookup,
     /// `xs.stats.events_dropped` when we last looked.
@@ -94,6 +95,9 @@ impl Lookup {
 /// How often counters and resources are published under `data/xvif`.
 const PUBLISH_NS: Nanos = 2_000_000_000;
 
+/// Counter writes of ours that may wait for xenstored's reply at once.
+const PUBLISH_IN_FLIGHT: usize = 4;
+
 impl XenHost {
     /// Connects to xenstore and registers our watches. Takes the NIC out of
     /// `nic` (for the switch) only when it succeeds.
@@ -133,7 +137,7 @@ impl XenHost {
             backend,
             net,
             next_publish: 0,
-            published: BTreeMap::new(),
+            publisher: Publisher::new(),
             shutdown: Lookup::default(),
             ping: Lookup::default(),
             seen_dropped,
@@ -252,6 +256,7 @@ impl Task for XenHost {
             self.next_publish = now + PUBLISH_NS;
             self.publish();
         }
+        self.pump_publisher();
         if busy { Progress::Busy } else { Progress::Idle }
     }
 
@@ -267,38 +272,42 @@ impl Task for XenHost {
 }
 
 impl XenHost {
-    /// Writes resource counts and per-port and per-vif counters under
-    /// `data/xvif` when they changed, and removes the entries of ports that
-    /// are gone. Nothing here waits for xenstored: a round trip to dom0 can
-    /// take milliseconds, and the vifs' traffic must not wait that long.
+    /// Takes this period's resource counts and per-port and per-vif
+    /// counters for `data/xvif` (what changed is sent, the entries of ports
+    /// that are gone are removed). Nothing here waits for xenstored: a round
+    /// trip to dom0 can take milliseconds, and the vifs' traffic must not
+    /// wait that long.
     fn publish(&mut self) {
         const RESOURCES: &str = "data/xvif-resources";
         let res = self.net.resources();
-        if self.published.get(RESOURCES) != Some(&res) {
+        if self.publisher.published(RESOURCES) != Some(res.as_str()) {
             log::debug!("resources: {res}");
         }
         let mut entries: BTreeMap<String, String> = self.net.switch().xenstore_entries().collect();
         entries.extend(self.net.vif_stats());
         entries.insert(String::from(RESOURCES), res);
-        for (path, value) in &entries {
-            if self.published.get(path) == Some(value) {
-                continue;
-            }
-            if let Err(e) = self.xs.write_nowait(&self.io, path, value.as_bytes()) {
-                warn!("xenstore: publishing {path}: {e}");
-                // Try again next time.
-                self.published.remove(path);
-                continue;
-            }
-            self.published.insert(path.clone(), value.clone());
+        self.publisher.update(entries);
+    }
+
+    /// Sends pending counters while few of our requests wait for a reply,
+    /// so they never queue ahead of the backend's own in the ring.
+    fn pump_publisher(&mut self) {
+        if self.publisher.pending() == 0 {
+            return;
         }
-        let gone: alloc::vec::Vec<String> =
-            self.published.keys().filter(|k| !entries.contains_key(*k)).cloned().collect();
-        for path in gone {
-            if self.xs.rm_nowait(&self.io, &path).is_ok() {
-                self.published.remove(&path);
-            }
-        }
+        let (xs, io) = (&mut self.xs, &self.io);
+        let unacked = core::cell::Cell::new(xs.unacked());
+        self.publisher.pump(
+            || unacked.get() < PUBLISH_IN_FLIGHT,
+            |path, value| {
+                let r = match value {
+                    Some(text) => xs.write_nowait(io, path, text.as_bytes()),
+                    None => xs.rm_nowait(io, path),
+                };
+                unacked.set(xs.unacked());
+                if r.is_ok() { Sent::Yes } else { Sent::Later }
+            },
+        );
     }
 }
 

@@ -265,8 +265,8 @@ impl DataPlane {
         let (waits, late_ns, lost) = s.vif.rate_waits();
         format!(
             "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
-             to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_errors={} \
-             rx_queued_bytes={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
+             to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_no_buffer={} to_guest_errors={} \
+             rx_queued_bytes={} rx_bufs={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
              rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
             s.vif.queues(),
             st.from_guest.packets,
@@ -277,8 +277,10 @@ impl DataPlane {
             st.to_guest.drops,
             st.rx_queue_full,
             st.rx_over_share,
+            st.rx_no_buffer,
             st.to_guest.errors,
             s.vif.rx_queued_bytes(),
+            s.vif.rx_buffers_held(),
             st.rx_stalls,
             st.copy_hypercalls,
             s.vif.disabled().is_some(),
