@@ -18,7 +18,7 @@ struct Node {
 }
 
 /// The fake server state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FakeXenstore {
     page: HeapPage,
     nodes: RefCell<BTreeMap<String, Node>>,
