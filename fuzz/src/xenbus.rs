@@ -1,12 +1,14 @@
 //! The xenbus world of the backend tests (`tests/xenbus_common/world.rs`:
 //! in-memory xenstore, real client and `Backend`, one main-loop turn shaped
 //! like `XenHost::poll`) with a `VifHost` that checks the connect and
-//! disconnect calls it gets.
+//! disconnect calls it gets, and settled starting worlds built once per
+//! process and cloned for each input.
 
 #[path = "../../tests/xenbus_common/world.rs"]
 mod world;
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use xvif::netback::Rate;
 use xvif::xenbus::VifParams;
 use xvif::xenbus::backend::{FrontendInfo, VifHost, VifId};
@@ -14,7 +16,7 @@ use xvif::xenbus::backend::{FrontendInfo, VifHost, VifId};
 pub use world::{BE_ROOT, Deferred, EVENTS_PER_POLL, ME, mac};
 
 /// The data plane as the backend sees it; asserts the calls make sense.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Host {
     /// Vifs connected now.
     pub connected: BTreeSet<VifId>,
@@ -56,12 +58,23 @@ pub const GUEST: u16 = 77;
 
 impl World {
     /// A backend offering `queues` queues, settled, with guest `GUEST`'s
-    /// vif 0 connected.
+    /// vif 0 connected. The first call for a queue count builds that world;
+    /// later calls clone it, which gives the same world as building it
+    /// again (everything in it is deterministic).
     pub fn with_guest(queues: u32) -> Self {
+        thread_local! {
+            static READY: RefCell<BTreeMap<u32, World>> = const { RefCell::new(BTreeMap::new()) };
+        }
+        READY.with_borrow_mut(|ready| ready.entry(queues).or_insert_with(|| Self::build(queues)).clone())
+    }
+
+    fn build(queues: u32) -> Self {
         let host = Host { max_queues: queues.clamp(1, xvif::netback::MAX_QUEUES as u32), ..Host::default() };
         let mut w = World::start(queues, host);
         assert!(w.settle_within(10_000), "a fresh backend did not settle");
         w.connect(GUEST, "the starting guest");
+        // The request log is for the tests; an empty one is cheaper to clone.
+        w.xs.log.borrow_mut().clear();
         w
     }
 

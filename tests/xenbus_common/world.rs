@@ -47,7 +47,9 @@ impl XsIo for Deferred<'_> {
     }
 }
 
-/// Store, client, backend and data plane.
+/// Store, client, backend and data plane. A clone is an independent world
+/// in the same state.
+#[derive(Clone)]
 pub struct World<H> {
     /// The store.
     pub xs: FakeXenstore,
@@ -108,9 +110,22 @@ impl<H: VifHost> World<H> {
     /// (three such turns in a row), at most `max` turns; true if it got
     /// there.
     pub fn settle_within(&mut self, max: usize) -> bool {
+        self.three_quiet_turns(max, true)
+    }
+
+    /// Polls until three turns in a row did nothing, at most `max` turns;
+    /// true if it got there. The backend may still be busy then, waiting
+    /// for replies that only time will end.
+    pub fn idle_within(&mut self, max: usize) -> bool {
+        self.three_quiet_turns(max, false)
+    }
+
+    /// Polls until three quiet turns in a row, at most `max` turns; a busy
+    /// backend makes a turn not quiet when `busy_counts`.
+    fn three_quiet_turns(&mut self, max: usize, busy_counts: bool) -> bool {
         let mut quiet = 0;
         for _ in 0..max {
-            if self.poll() || self.be.busy() {
+            if self.poll() || (busy_counts && self.be.busy()) {
                 quiet = 0;
             } else {
                 quiet += 1;
