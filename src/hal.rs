@@ -56,6 +56,13 @@ impl HeapPage {
     }
 }
 
+impl Clone for HeapPage {
+    /// A page holding a copy of the bytes.
+    fn clone(&self) -> Self {
+        Self { bytes: spin::Mutex::new(self.bytes.lock().clone()) }
+    }
+}
+
 /// The byte range of the u32 at `off`, when `off` is 4-aligned (the
 /// `SharedMem::read_u32` contract; range checks are the caller's).
 fn word(off: usize) -> Option<core::ops::Range<usize>> {

@@ -8,3 +8,4 @@ pub mod netback_rig;
 pub mod netfront;
 pub mod tearing;
 pub mod xenstore;
+pub mod xenstore_nodes;

@@ -4,24 +4,20 @@
 #![forbid(unsafe_code)]
 
 use crate::hal::{HeapPage, SharedMem};
+use crate::testing::xenstore_nodes::Nodes;
 use crate::xen::xenstore::client::{REQ_RING, RSP_RING, XsIo};
 use crate::xen::xenstore::wire::{self, HEADER_LEN, Header, MsgType, Perm, PermKind};
+use alloc::borrow::Cow;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-#[derive(Debug, Clone)]
-struct Node {
-    value: Vec<u8>,
-    perms: Vec<Perm>,
-}
-
 /// The fake server state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FakeXenstore {
     page: HeapPage,
-    nodes: RefCell<BTreeMap<String, Node>>,
+    nodes: RefCell<Nodes>,
     watches: RefCell<Vec<(String, String)>>,
     inbuf: RefCell<Vec<u8>>,
     outbuf: RefCell<VecDeque<u8>>,
@@ -41,8 +37,20 @@ pub struct FakeXenstore {
     pub domid: u16,
 }
 
-fn parent(path: &str) -> Option<&str> {
-    path.rfind('/').map(|i| if i == 0 { "/" } else { &path[..i] })
+/// Whether `path` is `top` or a node below it. The byte after `top` is
+/// looked at first: most paths fail there, before their bytes are compared.
+fn below(path: &str, top: &str) -> bool {
+    match path.as_bytes().get(top.len()) {
+        None => path == top,
+        Some(&b) => b == b'/' && path.starts_with(top),
+    }
+}
+
+/// The NUL-terminated strings of a request's payload, as text.
+fn strings(payload: &[u8]) -> impl Iterator<Item = Cow<'_, str>> {
+    let body = payload.strip_suffix(&[0]).unwrap_or(payload);
+    let parts = if body.is_empty() { None } else { Some(body.split(|&b| b == 0)) };
+    parts.into_iter().flatten().map(String::from_utf8_lossy)
 }
 
 impl FakeXenstore {
@@ -50,7 +58,7 @@ impl FakeXenstore {
     pub fn new(domid: u16) -> Self {
         let s = Self {
             page: HeapPage::new(4096),
-            nodes: RefCell::new(BTreeMap::new()),
+            nodes: RefCell::new(Nodes::default()),
             watches: RefCell::new(Vec::new()),
             inbuf: RefCell::new(Vec::new()),
             outbuf: RefCell::new(VecDeque::new()),
@@ -72,14 +80,7 @@ impl FakeXenstore {
     /// Sets a node directly (as the toolstack would), creating parents.
     pub fn set(&self, path: &str, value: &[u8], owner: u16) {
         let perms = alloc::vec![Perm { kind: PermKind::None, domid: owner }];
-        let mut nodes = self.nodes.borrow_mut();
-        let mut p = parent(path);
-        while let Some(q) = p {
-            nodes.entry(q.to_string()).or_insert(Node { value: Vec::new(), perms: perms.clone() });
-            p = if q == "/" { None } else { parent(q) };
-        }
-        nodes.insert(path.to_string(), Node { value: value.to_vec(), perms });
-        drop(nodes);
+        self.nodes.borrow_mut().set(path, value, perms);
         self.fire(path);
     }
 
@@ -90,13 +91,12 @@ impl FakeXenstore {
 
     /// Removes a node and its children directly.
     pub fn remove(&self, path: &str) {
-        let prefix = alloc::format!("{path}/");
-        self.nodes.borrow_mut().retain(|k, _| k != path && !k.starts_with(&prefix));
+        self.nodes.borrow_mut().remove(path);
         self.fire(path);
         // Removing a node fires the watches of everything below it too.
-        let below: Vec<(String, String)> =
-            self.watches.borrow().iter().filter(|(w, _)| w.starts_with(&prefix)).cloned().collect();
-        for (w, token) in below {
+        let under: Vec<(String, String)> =
+            self.watches.borrow().iter().filter(|(w, _)| w != path && below(w, path)).cloned().collect();
+        for (w, token) in under {
             self.queue(MsgType::WatchEvent, 0, 0, &[w.as_bytes(), b"\0", token.as_bytes(), b"\0"]);
         }
     }
@@ -114,7 +114,7 @@ impl FakeXenstore {
 
     fn fire(&self, path: &str) {
         for (w, token) in self.watches.borrow().iter() {
-            if path == w || path.starts_with(&alloc::format!("{w}/")) {
+            if below(path, w) {
                 self.queue(MsgType::WatchEvent, 0, 0, &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"]);
             }
         }
@@ -131,8 +131,8 @@ impl FakeXenstore {
     }
 
     fn handle(&self, hdr: Header, payload: &[u8]) {
-        let args = wire::split_strings(payload);
-        let path = args.first().map(|p| self.abs(p)).unwrap_or_default();
+        let mut args = strings(payload);
+        let path = args.next().map(|p| self.abs(&p)).unwrap_or_default();
         self.log.borrow_mut().push((hdr.ty, path.clone()));
         if let Some(raw) = self.raw_next_reply.borrow_mut().take() {
             self.outbuf.borrow_mut().extend(raw);
@@ -144,8 +144,8 @@ impl FakeXenstore {
             return err(e);
         }
         match hdr.ty {
-            MsgType::Read => match self.get(&path) {
-                Some(v) => reply(&[&v]),
+            MsgType::Read => match self.nodes.borrow().get(&path) {
+                Some(n) => reply(&[&n.value]),
                 None => err("ENOENT"),
             },
             MsgType::Write => {
@@ -174,16 +174,10 @@ impl FakeXenstore {
                 if self.get(&path).is_none() {
                     return err("ENOENT");
                 }
-                let prefix = if path == "/" { "/".to_string() } else { alloc::format!("{path}/") };
                 let mut body = Vec::new();
-                for k in self.nodes.borrow().keys() {
-                    if let Some(rest) = k.strip_prefix(&prefix)
-                        && !rest.is_empty()
-                        && !rest.contains('/')
-                    {
-                        body.extend_from_slice(rest.as_bytes());
-                        body.push(0);
-                    }
+                for name in self.nodes.borrow().children(&path).filter(|n| !n.is_empty()) {
+                    body.extend_from_slice(name.as_bytes());
+                    body.push(0);
                 }
                 reply(&[&body]);
             }
@@ -199,7 +193,7 @@ impl FakeXenstore {
                 None => err("ENOENT"),
             },
             MsgType::SetPerms => {
-                let perms: Option<Vec<Perm>> = args.iter().skip(1).map(|s| Perm::parse(s)).collect();
+                let perms: Option<Vec<Perm>> = args.map(|s| Perm::parse(&s)).collect();
                 let mut nodes = self.nodes.borrow_mut();
                 match (nodes.get_mut(&path), perms) {
                     (Some(n), Some(p)) if !p.is_empty() => {
@@ -218,15 +212,14 @@ impl FakeXenstore {
                 }
             }
             MsgType::Watch => {
-                let token = args.get(1).cloned().unwrap_or_default();
-                self.watches.borrow_mut().push((path.clone(), token));
+                let token = args.next().map(Cow::into_owned).unwrap_or_default();
+                self.watches.borrow_mut().push((path.clone(), token.clone()));
                 reply(&[b"OK\0"]);
                 // Fires once on registration.
-                let token = args.get(1).cloned().unwrap_or_default();
                 self.queue(MsgType::WatchEvent, 0, 0, &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"]);
             }
             MsgType::Unwatch => {
-                let token = args.get(1).cloned().unwrap_or_default();
+                let token = args.next().map(Cow::into_owned).unwrap_or_default();
                 self.watches.borrow_mut().retain(|(p, t)| !(p == &path && t == &token));
                 reply(&[b"OK\0"]);
             }
@@ -256,22 +249,21 @@ impl FakeXenstore {
             }
             self.inbuf.borrow_mut().extend_from_slice(&buf[..n]);
         }
-        loop {
-            let mut inb = self.inbuf.borrow_mut();
-            if inb.len() < HEADER_LEN || !self.answering.get() {
-                break;
-            }
+        // Handled requests leave the buffer at the end, in one move.
+        let mut inb = self.inbuf.take();
+        let mut at = 0;
+        while self.answering.get() {
             let mut h = [0u8; HEADER_LEN];
-            h.copy_from_slice(&inb[..HEADER_LEN]);
+            let Some(head) = inb.get(at..at + HEADER_LEN) else { break };
+            h.copy_from_slice(head);
             let Ok(hdr) = Header::parse(&h) else { break };
-            let total = HEADER_LEN + hdr.len as usize;
-            if inb.len() < total {
-                break;
-            }
-            let payload: Vec<u8> = inb.drain(..total).skip(HEADER_LEN).collect();
-            drop(inb);
-            self.handle(hdr, &payload);
+            let end = at + HEADER_LEN + hdr.len as usize;
+            let Some(payload) = inb.get(at + HEADER_LEN..end) else { break };
+            self.handle(hdr, payload);
+            at = end;
         }
+        inb.drain(..at);
+        self.inbuf.replace(inb);
         self.deliver();
     }
 
@@ -281,8 +273,7 @@ impl FakeXenstore {
     pub fn deliver(&self) {
         let mut out = self.outbuf.borrow_mut();
         while !out.is_empty() {
-            let chunk: Vec<u8> = out.iter().copied().take(1024).collect();
-            match RSP_RING.write(&self.page, &chunk) {
+            match RSP_RING.write(&self.page, out.as_slices().0) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     out.drain(..n);

@@ -77,14 +77,16 @@ pub struct BackendStats {
 }
 
 /// A directory listing that is wanted or under way.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Listing {
     Wanted,
     Running(Batch),
 }
 
-/// The vif backend.
-#[derive(Debug)]
+/// The vif backend. A clone is an independent copy of its whole state,
+/// requests in flight included; it goes on with a clone of the client that
+/// sent them.
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub(super) root: String,
     /// `multi-queue-max-queues` we advertise.

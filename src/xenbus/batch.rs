@@ -11,7 +11,7 @@ use crate::xen::xenstore::{Client, XsError};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Item {
     /// The path asked about; `get` finds the reply by it.
     path: String,
@@ -21,7 +21,7 @@ struct Item {
 }
 
 /// Requests in flight and the replies collected so far.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Batch {
     items: Vec<Item>,
     deadline: u64,

@@ -60,7 +60,7 @@ pub fn has_room(xs: &Client) -> bool {
     xs.tracked() + MAX_JOB_REQUESTS <= MAX_TRACKED && xs.unacked() + MAX_JOB_REQUESTS <= MAX_UNACKED
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Job {
     Idle,
     /// Registering the watch on the frontend's `state`.
@@ -93,7 +93,7 @@ pub enum Step {
 }
 
 /// A probed vif.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Device {
     id: VifId,
     /// Our backend directory.

@@ -58,7 +58,7 @@ pub struct WatchEvent {
     pub token: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Reply {
     req_id: u32,
     ty: MsgType,
@@ -83,7 +83,7 @@ pub struct XsStats {
 }
 
 /// The client state.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Client {
     out: VecDeque<u8>,
     inbuf: Vec<u8>,
