@@ -187,6 +187,21 @@ fn frontend_connect_queues(w: &mut World, fe: u16, n: u32, skip: Option<(u32, &s
 }
 
 #[test]
+fn an_eight_queue_connect_keeps_to_the_per_turn_bound() {
+    // The most queues an operator may offer: every queue's five keys are
+    // read in one job, which must still fit the bound a loop turn keeps.
+    let mut w = World::with_queues(8);
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    frontend_connect_queues(&mut w, 5, 8, None);
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("4"));
+    assert_eq!(w.host.connected[0].2.queues.len(), 8);
+    // One device alone: each turn is at most one of its jobs, and the loop's
+    // bound (REQUESTS_PER_POLL, then one more job) counts on a job's size.
+    let job = xvif::xenbus::backend::MAX_JOB_REQUESTS as u64;
+    assert!(w.max_requests <= job, "{} requests in one turn, a job's bound is {job}", w.max_requests);
+}
+
+#[test]
 fn multi_queue_frontend_connects_every_queue() {
     let mut w = World::new();
     w.toolstack_add(5, 0, "00:16:3e:00:00:05");

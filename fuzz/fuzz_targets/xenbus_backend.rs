@@ -25,8 +25,8 @@ use xvif::xenbus::backend::{BACKEND_TOKEN, FRONTEND_TOKEN_PREFIX, MAX_DEVICES, R
 use xvif_fuzz::Input;
 use xvif_fuzz::xenbus::{BE_ROOT, GUEST, World, mac};
 
-/// A device's job sends at most this many requests (`device::MAX_JOB_REQUESTS`).
-const MAX_JOB_REQUESTS: u64 = 24;
+/// A device's step sends at most this many requests.
+const MAX_JOB_REQUESTS: u64 = xvif::xenbus::backend::MAX_JOB_REQUESTS as u64;
 
 const FES: [u16; 6] = [2, 3, 4, 5, 0, 65535];
 const DEVIDS: [u32; 4] = [0, 1, 2, u32::MAX];

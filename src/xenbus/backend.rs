@@ -27,8 +27,8 @@
 #![forbid(unsafe_code)]
 
 use super::batch::Batch;
-pub use super::device::REMOVE_GRACE_NS;
 use super::device::{Ctx, Device, Step};
+pub use super::device::{MAX_JOB_REQUESTS, REMOVE_GRACE_NS};
 pub use super::vif::{
     DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams, parse_mac,
     parse_u32,

@@ -23,8 +23,10 @@ use log::{info, warn};
 
 /// How long our Closed state stays visible before we delete the directory.
 pub const REMOVE_GRACE_NS: u64 = 300_000_000;
-/// Requests one job may have out, at most (a four-queue connect).
-pub const MAX_JOB_REQUESTS: usize = 24;
+/// Requests one step of a device may send, at most: the largest is reading
+/// every key of eight queues, and a step may end with a few writes (its
+/// `state`, the frontend watch).
+pub const MAX_JOB_REQUESTS: usize = super::frontend::MAX_QUEUE_READS + 4;
 /// Own `state` writes whose watch event is awaited, at most.
 const MAX_OWN_EVENTS: u32 = 16;
 

@@ -15,6 +15,9 @@ use alloc::vec::Vec;
 
 /// Keys of one queue (at the top level for a single queue).
 const QUEUE_KEYS: &[&str] = &["tx-ring-ref", "rx-ring-ref", "event-channel", "event-channel-tx", "event-channel-rx"];
+/// Reads of the largest queue batch (`request_queues` for the most queues
+/// a vif may have).
+pub const MAX_QUEUE_READS: usize = QUEUE_KEYS.len() * crate::netback::MAX_QUEUES;
 /// Top-level keys besides the queue keys.
 const TOP_KEYS: &[&str] = &[
     "multi-queue-num-queues",
