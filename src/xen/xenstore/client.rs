@@ -156,8 +156,8 @@ impl Client {
         let mut moved = false;
         if !self.out.is_empty() {
             let (a, _) = self.out.as_slices();
-            let chunk: Vec<u8> = a.iter().copied().take(RING_SIZE as usize).collect();
-            let n = REQ_RING.write(mem, &chunk).map_err(|e| self.kill(XsError::from(e).to_string()))?;
+            let chunk = a.get(..a.len().min(RING_SIZE as usize)).unwrap_or(a);
+            let n = REQ_RING.write(mem, chunk).map_err(|e| self.kill(XsError::from(e).to_string()))?;
             self.out.drain(..n);
             moved |= n > 0;
         }
@@ -187,7 +187,8 @@ impl Client {
             if self.inbuf.len() < total {
                 return Ok(());
             }
-            let payload: Vec<u8> = self.inbuf.drain(..total).skip(HEADER_LEN).collect();
+            let payload = self.inbuf.get(HEADER_LEN..total).unwrap_or(&[]).to_vec();
+            self.inbuf.drain(..total);
             if hdr.ty == MsgType::WatchEvent {
                 let parts = wire::split_strings(&payload);
                 self.stats.events += 1;
