@@ -13,6 +13,7 @@ use crate::dataplane::DataPlane;
 use crate::net::NicDev;
 use crate::platform::{self, exit, xen};
 use crate::publisher::{Publisher, Sent};
+use crate::ratelimit::TokenBucket;
 use crate::timer::{Nanos, Progress, Task};
 use crate::xen::xenstore::client::{DEFAULT_TIMEOUT_NS, MAX_WATCH_EVENTS};
 use crate::xen::xenstore::{Client, XsError, XsIo};
@@ -41,6 +42,8 @@ pub struct XenHost {
     next_publish: Nanos,
     /// Counters to write under `data/`, paced by xenstored's replies.
     publisher: Publisher,
+    /// Counter writes allowed per second.
+    publish_budget: TokenBucket,
     shutdown: Lookup,
     ping: Lookup,
     /// `xs.stats.events_dropped` when we last looked.
@@ -98,6 +101,12 @@ const PUBLISH_NS: Nanos = 2_000_000_000;
 /// Counter writes of ours that may wait for xenstored's reply at once.
 const PUBLISH_IN_FLIGHT: usize = 4;
 
+/// Counter writes per second at most (and at once): xenstored is shared by
+/// every domain and slow under load, and with 32 vifs a period has some 70
+/// entries; each still goes out within a few periods.
+const PUBLISH_PER_S: u32 = 8;
+const PUBLISH_BURST: u32 = 16;
+
 impl XenHost {
     /// Connects to xenstore and registers our watches. Takes the NIC out of
     /// `nic` (for the switch) only when it succeeds.
@@ -138,6 +147,7 @@ impl XenHost {
             net,
             next_publish: 0,
             publisher: Publisher::new(),
+            publish_budget: TokenBucket::new(PUBLISH_BURST, PUBLISH_PER_S),
             shutdown: Lookup::default(),
             ping: Lookup::default(),
             seen_dropped,
@@ -256,7 +266,7 @@ impl Task for XenHost {
             self.next_publish = now + PUBLISH_NS;
             self.publish();
         }
-        self.pump_publisher();
+        self.pump_publisher(now);
         if busy { Progress::Busy } else { Progress::Idle }
     }
 
@@ -267,7 +277,10 @@ impl Task for XenHost {
         let net = self.net.next_deadline(now).unwrap_or(Nanos::MAX);
         // A port the storm limiter masked is unmasked only by a poll.
         let unmask = xen::next_unmask().map_or(Nanos::MAX, |t| t.max(now));
-        Some(self.next_publish.max(now).min(soon).min(net).min(unmask))
+        // Counters waiting for the write budget: look again when a token is due.
+        let publish =
+            if self.publisher.pending() > 0 { now + 1_000_000_000 / u64::from(PUBLISH_PER_S) } else { Nanos::MAX };
+        Some(self.next_publish.max(now).min(soon).min(net).min(unmask).min(publish))
     }
 }
 
@@ -286,19 +299,57 @@ impl XenHost {
         let mut entries: BTreeMap<String, String> = self.net.switch().xenstore_entries().collect();
         entries.extend(self.net.vif_stats());
         entries.insert(String::from(RESOURCES), res);
+        entries.insert(String::from("data/xvif-exits"), self.exits_text());
+        let (x, p) = (&self.xs.stats, self.publisher.stats());
+        entries.insert(
+            String::from("data/xvif-xenstore"),
+            alloc::format!(
+                "requests={} unacked={} tracked={} events={} events_dropped={} stray_replies={} nowait_errors={} \
+                 published={} publish_pending={} publish_coalesced={}",
+                x.requests,
+                self.xs.unacked(),
+                self.xs.tracked(),
+                x.events,
+                x.events_dropped,
+                x.stray_replies,
+                x.nowait_errors,
+                p.sent,
+                self.publisher.pending(),
+                p.coalesced
+            ),
+        );
         self.publisher.update(entries);
+    }
+
+    /// The VM exits counted so far by kind, and the frames the switch has
+    /// taken in from its current ports: a benchmark divides the growth of
+    /// one by the other.
+    fn exits_text(&self) -> String {
+        let e = platform::exits::snapshot();
+        let frames: u64 = self.net.switch().ports().map(|(_, _, c)| c.rx_packets).sum();
+        alloc::format!(
+            "total={} hypercalls={} eois={} lapic_writes={} lapic_reads={} port_io={} hlts={} msrs={} frames={frames}",
+            e.total(),
+            e.hypercalls,
+            e.eois,
+            e.lapic_writes,
+            e.lapic_reads,
+            e.port_io,
+            e.hlts,
+            e.msrs
+        )
     }
 
     /// Sends pending counters while few of our requests wait for a reply,
     /// so they never queue ahead of the backend's own in the ring.
-    fn pump_publisher(&mut self) {
+    fn pump_publisher(&mut self, now: Nanos) {
         if self.publisher.pending() == 0 {
             return;
         }
-        let (xs, io) = (&mut self.xs, &self.io);
+        let (xs, io, budget) = (&mut self.xs, &self.io, &mut self.publish_budget);
         let unacked = core::cell::Cell::new(xs.unacked());
         self.publisher.pump(
-            || unacked.get() < PUBLISH_IN_FLIGHT,
+            || unacked.get() < PUBLISH_IN_FLIGHT && budget.take(now).is_some(),
             |path, value| {
                 let r = match value {
                     Some(text) => xs.write_nowait(io, path, text.as_bytes()),

@@ -22,6 +22,7 @@ const LVT_MASKED: u32 = 1 << 16;
 fn lapic_write(reg: u64, v: u32) {
     let base = LAPIC.load(Ordering::Relaxed);
     if base != 0 {
+        super::exits::count(if reg == REG_EOI { super::exits::Exit::Eoi } else { super::exits::Exit::LapicWrite });
         // SAFETY: `base` is the LAPIC page mapped uncached by `init`; `reg` is
         // an architectural register offset below 0x400.
         unsafe { ptr::write_volatile((base + reg) as usize as *mut u32, v) }
@@ -33,6 +34,7 @@ fn lapic_read(reg: u64) -> u32 {
     if base == 0 {
         return 0;
     }
+    super::exits::count(super::exits::Exit::LapicRead);
     // SAFETY: as in `lapic_write`.
     unsafe { ptr::read_volatile((base + reg) as usize as *const u32) }
 }

@@ -8,6 +8,7 @@ use core::arch::x86_64::{__cpuid_count, _rdtsc, CpuidResult};
 
 /// Writes a byte to an I/O port.
 pub fn outb(port: u16, value: u8) {
+    super::exits::count(super::exits::Exit::PortIo);
     // SAFETY: port I/O has no memory-safety effect on this kernel's Rust state;
     // the devices we address (serial, PIT, debug-exit, PCI config) are owned by
     // this kernel alone.
@@ -16,6 +17,7 @@ pub fn outb(port: u16, value: u8) {
 
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
+    super::exits::count(super::exits::Exit::PortIo);
     let value: u8;
     // SAFETY: see `outb`.
     unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
@@ -24,12 +26,14 @@ pub fn inb(port: u16) -> u8 {
 
 /// Writes a 16-bit word to an I/O port.
 pub fn outw(port: u16, value: u16) {
+    super::exits::count(super::exits::Exit::PortIo);
     // SAFETY: see `outb`.
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
 }
 
 /// Reads a 16-bit word from an I/O port.
 pub fn inw(port: u16) -> u16 {
+    super::exits::count(super::exits::Exit::PortIo);
     let value: u16;
     // SAFETY: see `outb`.
     unsafe { asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
@@ -38,12 +42,14 @@ pub fn inw(port: u16) -> u16 {
 
 /// Writes a 32-bit word to an I/O port.
 pub fn outl(port: u16, value: u32) {
+    super::exits::count(super::exits::Exit::PortIo);
     // SAFETY: see `outb`.
     unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
 }
 
 /// Reads a 32-bit word from an I/O port.
 pub fn inl(port: u16) -> u32 {
+    super::exits::count(super::exits::Exit::PortIo);
     let value: u32;
     // SAFETY: see `outb`.
     unsafe { asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
@@ -63,6 +69,7 @@ pub fn rdtsc() -> u64 {
 
 /// Reads a model-specific register.
 pub fn rdmsr(msr: u32) -> u64 {
+    super::exits::count(super::exits::Exit::Msr);
     let (lo, hi): (u32, u32);
     // SAFETY: callers pass architectural MSRs that exist on x86_64 (EFER, APIC
     // base, ...); reading them has no side effects.
@@ -72,6 +79,7 @@ pub fn rdmsr(msr: u32) -> u64 {
 
 /// Writes a model-specific register.
 pub fn wrmsr(msr: u32, value: u64) {
+    super::exits::count(super::exits::Exit::Msr);
     // SAFETY: only called by this module's users for MSRs whose semantics they
     // own (APIC base, hypercall page); none of them affect Rust memory safety.
     unsafe {
@@ -95,6 +103,7 @@ pub fn disable_interrupts() {
 /// Atomically enables interrupts and halts until the next one arrives
 /// (`sti; hlt`: the interrupt shadow of `sti` closes the wake-up race).
 pub fn enable_interrupts_and_halt() {
+    super::exits::count(super::exits::Exit::Hlt);
     // SAFETY: the IDT is installed; halting only waits for an interrupt.
     unsafe { asm!("sti; hlt", options(nomem, nostack)) }
 }

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod devhal;
 pub mod dma;
 pub mod exit;
+pub mod exits;
 pub mod frames;
 pub mod gdt;
 pub mod heap;

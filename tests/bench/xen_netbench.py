@@ -172,6 +172,23 @@ def ping(vm, path, a, i):
     return float(m.group(2)), float(m.group(1)), float(m.group(3)), sent - got
 
 
+def xvif_exits(vm):
+    """xvif's published VM-exit counts and frames taken in (data/xvif-exits,
+    refreshed every 2 s)."""
+    d = domid(vm, "xvif")
+    rc, out = vm.sh("xenstore-read /local/domain/%d/data/xvif-exits 2>/dev/null" % d, quiet=True)
+    return {k: int(v) for k, v in (kv.split("=", 1) for kv in last_line(out).split() if "=" in kv)
+            if v.isdigit()} if rc == 0 else {}
+
+
+def exits_per_frame(e0, e1):
+    """Growth of each exit count per frame taken in between two readings."""
+    frames = e1.get("frames", 0) - e0.get("frames", 0)
+    if frames <= 0:
+        return {}
+    return {k: round((e1[k] - e0.get(k, 0)) / frames, 3) for k in e1 if k != "frames"} | {"frames": frames}
+
+
 def bench_path(vm, path):
     res = {"path": path, "ok": False}
     t_path = time.time()
@@ -192,6 +209,14 @@ def bench_path(vm, path):
         assert rc == 0, out
         want = out.split()[0]
         res["failed_attempts"] = []
+        if path == "xvif":
+            # Exits while nothing is sent: the idle loop's own wake-ups.
+            time.sleep(3)
+            i0, t_i = xvif_exits(vm), time.time()
+            time.sleep(10)
+            i1 = xvif_exits(vm)
+            res["idle_exits_per_s"] = round((i1.get("total", 0) - i0.get("total", 0)) / (time.time() - t_i), 1)
+            e0 = i1
 
         def retried(fn, *args):
             # a failed attempt (e.g. a busybox segfault in a guest) is
@@ -207,7 +232,14 @@ def bench_path(vm, path):
         xfers = [retried(transfer, vm, path, a, b, i) for i in range(REPS)]
         bad = [x[2] for x in xfers if x[2] != want]
         assert not bad, "%s: md5 mismatch at guestb: sent %s, got %s" % (path, want, bad)
+        if path == "xvif":
+            time.sleep(3)
+            e1 = xvif_exits(vm)
+            res["exits_per_frame_transfer"] = exits_per_frame(e0, e1)
         pings = [retried(ping, vm, path, a, i) for i in range(REPS)]
+        if path == "xvif":
+            time.sleep(3)
+            res["exits_per_frame_ping"] = exits_per_frame(e1, xvif_exits(vm))
         res.update(ok=True, secs=[round(x[0], 2) for x in xfers], mbit=[round(x[1], 1) for x in xfers],
                    mbit_median=statistics.median(x[1] for x in xfers),
                    rtt_avg=[p[0] for p in pings], rtt_min=min(p[1] for p in pings),
@@ -268,6 +300,14 @@ def main():
         if r.get("failed_attempts") or r.get("guest_user_faults") or r.get("guest_boot_crashes"):
             lines.append("%s: guest user-space faults %s, boot crashes %s, failed+retried attempts %d" % (
                 r["path"], r.get("guest_user_faults"), r.get("guest_boot_crashes"), len(r.get("failed_attempts", []))))
+    for phase in ("transfer", "ping"):
+        e = x.get("exits_per_frame_%s" % phase)
+        if e:
+            lines.append("xvif VM exits per frame taken in, %s phase (%d frames; window includes idle "
+                         "wake-ups): total %.2f = %s" % (phase, e["frames"], e.get("total", 0), " ".join(
+                             "%s %.3f" % (k, v) for k, v in sorted(e.items()) if k not in ("total", "frames"))))
+    if x.get("idle_exits_per_s") is not None:
+        lines.append("xvif idle: %.1f VM exits/s" % x["idle_exits_per_s"])
     lines.append("host load average before/after: %s / %s" % (load0, load1))
     lines.append("command: " + cmd)
     lines.append("log dir: %s (serial.log, timings.json, netbench.json)" % vm.log_dir)
