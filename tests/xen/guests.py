@@ -193,3 +193,75 @@ class Guest:
     def destroy(self):
         if self.domid is not None:
             self.xen.sh("xl destroy %s" % self.name, timeout=120)
+
+
+class MultiVifGuest(Guest):
+    """A guest with `n` vifs on xvif (eth0..ethN-1, one queue each), guest
+    number `index` on the /24 `net`: ethK has address net.(10 + 10*index + K)
+    (eth0's from the command line, the others set by `number`)."""
+
+    def __init__(self, xen, name, index, n, net="10.0.5"):
+        self.index, self.nvifs, self.net = index, n, net
+        super().__init__(xen, name, self.addr(0), self.mac_of(0), queues=1)
+
+    def addr(self, k):
+        return "%s.%d" % (self.net, 10 + self.index * 10 + k)
+
+    def mac_of(self, k):
+        return "00:16:3e:05:%02x:%02x" % (self.index, k)
+
+    def create(self):
+        record_console_crashes(self.xen, self.name)
+        self.xen.sh("rm -f %s; : > /var/log/xen/xl-%s.log" % (self.console, self.name), quiet=True)
+        vifs = ",".join('"backend=xvif,mac=%s"' % self.mac_of(k) for k in range(self.nvifs))
+        xl_create(self.xen, "/guests/guest-linux-pv.cfg 'name=\"%s\"' 'extra=\"console=hvc0 rdinit=/init "
+                            "ip=%s/24 nfqueues=1\"' 'vif=[%s]'" % (self.name, self.addr(0), vifs), self.name)
+        self.wait_up()
+        self.number()
+
+    def number(self):
+        """Gives eth1..ethN-1 their own addresses (the image's hotplug loop
+        gave them eth0's) and makes each answer ARP only for its own."""
+        # promote_secondaries: taking eth0's address off ethN must not take
+        # ethN's own (added after it, so secondary) with it.
+        script = ["echo %s > /proc/sys/net/ipv4/conf/all/%s" % kv
+                  for kv in (("1", "arp_ignore"), ("2", "arp_announce"), ("1", "promote_secondaries"))]
+        for k in range(1, self.nvifs):
+            script.append("for i in $(seq 1 60); do [ -e /sys/class/net/eth{k} ] && break; sleep 1; done; "
+                          "ip addr add {a}/24 dev eth{k}; ip link set eth{k} up; "
+                          "ip addr del {ip0}/24 dev eth{k} 2>/dev/null".format(k=k, a=self.addr(k),
+                                                                               ip0=self.addr(0)))
+        # The hotplug loop checks every second: one that saw ethN without an
+        # address may add eth0's just after; take it away again.
+        script.append("sleep 2")
+        script += ["ip addr del %s/24 dev eth%d 2>/dev/null" % (self.addr(0), k) for k in range(1, self.nvifs)]
+        script.append("ip -4 addr show")
+        script.append("ip -4 addr show | grep -c 'inet %s.'" % self.net)
+        rc, out = self.run("; ".join(script), timeout=300)
+        assert last_line(out) == str(self.nvifs), "%s: addresses not as planned:\n%s" % (self.name, out)
+
+    def ping_each_vif(self, target):
+        """Pings `target` 3 times out of every ethN; returns ({K: replies},
+        the output)."""
+        cmd = "; ".join("echo eth%d $(ping -I eth%d -c 3 -i 0.3 -W 10 -q %s | grep -o '[0-9]* packets received')"
+                        % (k, k, target) for k in range(self.nvifs))
+        rc, out = self.run(cmd, timeout=600)
+        got = {}
+        for m in re.finditer(r"eth(\d+) (\d+) packets received", out):
+            got[int(m.group(1))] = int(m.group(2))
+        return got, out
+
+
+def vif_counters(xen, d0, guest):
+    """xvif's published counters for each of the guest's vifs: {devid: dict}."""
+    out = {}
+    for k in range(guest.nvifs):
+        rc, text = xen.sh("xenstore-read /local/domain/%d/data/xvif/vifs/vif%d_%d 2>/dev/null"
+                          % (d0, guest.domid, k), quiet=True)
+        out[k] = dict(kv.split("=", 1) for kv in last_line(text).split() if "=" in kv) if rc == 0 else {}
+    return out
+
+
+def resources(xen, d0):
+    rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif-resources 2>/dev/null" % d0, quiet=True)
+    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
