@@ -8,6 +8,7 @@
 //! * `vif`: one interface tying both together, with counters;
 //! * `vifconfig`: its features and sizes; `staging`: the TX staging buffers;
 //! * `credit`: the transmit rate limit (`rate` key);
+//! * `toeplitz`: the Toeplitz hash netif.h's control ring can select;
 //! * `buf`: the local packet buffers the platform provides;
 //! * `copy`, `mcast`, `meta`, `error`: helpers and types.
 //!
@@ -27,6 +28,7 @@ pub mod ring;
 pub mod rx;
 pub mod rxqueue;
 pub mod staging;
+pub mod toeplitz;
 pub mod tx;
 pub mod vif;
 pub mod vifconfig;
