@@ -1,11 +1,15 @@
 //! RX queue selection by the frontend's hash configuration (netif.h
 //! SET_HASH_*; Linux `xenvif_select_queue`): with Toeplitz on, a frame
 //! lands on `mapping[hash % size]` (or `hash % queues` without a table);
-//! otherwise on xvif's own flow hash, as without a control ring.
+//! otherwise on xvif's own flow hash, as without a control ring. A frame
+//! the configured hash covered carries it to the frontend in a HASH extra.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
-use xvif::netback::FrameMeta;
+use xvif::netback::{FrameMeta, Gso, GsoKind};
 use xvif::netif::ctrl::CtrlType;
+use xvif::netif::extra::XEN_NETIF_EXTRA_FLAG_MORE;
+use xvif::netif::rx::NETRXF_EXTRA_INFO;
+use xvif::netif::{ExtraInfo, ExtraKind, GsoType};
 use xvif::switch::headers::flow_hash;
 use xvif::testing::netback_rig::{CtrlRig, frame};
 
@@ -145,4 +149,58 @@ fn without_toeplitz_the_flow_hash_decides_as_before() {
     ok(&mut r, CtrlType::SetHashAlgorithm, [0, 0, 0]);
     let back: Vec<usize> = frames.iter().map(|f| r.vif.rx_queue_for(f)).collect();
     assert_eq!(back, own);
+}
+
+#[test]
+fn hashed_frames_carry_their_hash_to_the_frontend() {
+    let mut r = CtrlRig::new(1);
+    // Before any configuration: no extras.
+    let got = {
+        r.fes[0].post_rx(16);
+        assert!(r.vif.enqueue_rx(&tcp(0, 0), FrameMeta::default()));
+        r.vif.poll_rx(0, &r.hv);
+        r.fes[0].rx_frames()
+    };
+    assert_eq!((got[0].flags & NETRXF_EXTRA_INFO, got[0].extras.len()), (0, 0));
+    configure(&mut r, V4 | V4TCP);
+    let hash = |kind: u8, value: u32| ExtraInfo {
+        flags: 0,
+        kind: ExtraKind::Hash { kind, algorithm: 1, value: value.to_le_bytes() },
+    };
+    // A TCP segment: IPv4+TCP hash; a UDP datagram: the address hash;
+    // a frame no type covers: nothing.
+    let mut udp = tcp(1, 0);
+    udp[23] = 17;
+    assert!(r.vif.enqueue_rx(&tcp(0, 1), FrameMeta::default()));
+    assert!(r.vif.enqueue_rx(&udp, FrameMeta::default()));
+    assert!(r.vif.enqueue_rx(&frame(60, 3), FrameMeta::default()));
+    r.vif.poll_rx(0, &r.hv);
+    let got = r.fes[0].rx_frames();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].extras, vec![hash(1, FLOWS[0].5)]);
+    assert_eq!(got[0].flags & NETRXF_EXTRA_INFO, NETRXF_EXTRA_INFO);
+    assert_eq!(got[0].data, tcp(0, 1));
+    assert_eq!(got[1].extras, vec![hash(0, FLOWS[1].4)]);
+    assert_eq!((got[2].flags & NETRXF_EXTRA_INFO, got[2].extras.len()), (0, 0));
+    // A GSO frame: the GSO extra first, flagged MORE, then the hash; the
+    // data around them intact.
+    let mut big = tcp(2, 0);
+    big.resize(9000, 0x5a);
+    let meta =
+        FrameMeta { csum_blank: true, data_validated: true, gso: Some(Gso { kind: GsoKind::TcpV4, size: 1448 }) };
+    assert!(r.vif.enqueue_rx(&big, meta));
+    r.vif.poll_rx(0, &r.hv);
+    let got = r.fes[0].rx_frames();
+    let gso = ExtraInfo {
+        flags: XEN_NETIF_EXTRA_FLAG_MORE,
+        kind: ExtraKind::Gso { size: 1448, kind: GsoType::TcpV4, features: 0 },
+    };
+    assert_eq!(got[0].extras, vec![gso, hash(1, FLOWS[2].5)]);
+    assert_eq!(got[0].data, big);
+    assert_eq!(got[0].statuses, vec![4096, 4096, 808]);
+    // Hashing off again: no more extras.
+    ok(&mut r, CtrlType::SetHashAlgorithm, [0, 0, 0]);
+    assert!(r.vif.enqueue_rx(&tcp(0, 2), FrameMeta::default()));
+    r.vif.poll_rx(0, &r.hv);
+    assert!(r.fes[0].rx_frames()[0].extras.is_empty());
 }

@@ -325,9 +325,9 @@ impl<B: PacketBuf> Vif<B> {
 
     /// As `enqueue_rx_from`, with the reason for a refusal.
     pub fn try_enqueue_rx_from(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
-        let (q, _hash) = self.steer(frame);
+        let (q, hash) = self.steer(frame);
         let r = match (&self.disabled, self.queues.get_mut(q)) {
-            (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, &self.cfg.features),
+            (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, hash, &self.cfg.features),
             _ => Err(RxDrop::Disabled),
         };
         if r.is_ok() {
