@@ -30,8 +30,8 @@ use super::batch::Batch;
 pub use super::device::REMOVE_GRACE_NS;
 use super::device::{Ctx, Device, Step};
 pub use super::vif::{
-    DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams, parse_mac,
-    parse_u32,
+    CtrlInfo, DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams,
+    parse_mac, parse_u32,
 };
 use crate::xen::DomId;
 use crate::xen::xenstore::{Client, WatchEvent, XsError, XsIo};
