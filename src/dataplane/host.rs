@@ -1,10 +1,11 @@
 //! The data plane as the xenbus backend's `VifHost`: connecting a vif maps
-//! its rings, binds its event channels, builds the `Vif` with its rate
-//! limit and plugs it into the switch on its segment with its MAC and IP
-//! anti-spoofing; disconnecting undoes all of it.
+//! its rings (and its control ring, when offered), binds its event
+//! channels, builds the `Vif` with its rate limit and plugs it into the
+//! switch on its segment with its MAC and IP anti-spoofing; disconnecting
+//! undoes all of it.
 #![forbid(unsafe_code)]
 
-use super::queue::{QueueSlot, Slot};
+use super::queue::{CtrlSlot, QueueSlot, Slot};
 use super::{DataPlane, TX_STAGING};
 use crate::netback::{Features, QueueRings, Rate, TxStaging, Vif, VifConfig};
 use crate::platform::bufpool::BUF_FRAMES;
@@ -31,6 +32,18 @@ impl VifHost for DataPlane {
                 }
             }
         }
+        let mut ctrl = match fe.ctrl.as_ref().map(|c| CtrlSlot::open(id.frontend, c)).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                queues.into_iter().for_each(QueueSlot::close);
+                return Err(e);
+            }
+        };
+        // Undoes what was opened, on the way out of a failed connect.
+        let undo = |queues: Vec<QueueSlot>, ctrl: Option<CtrlSlot>| {
+            queues.into_iter().for_each(QueueSlot::close);
+            ctrl.into_iter().for_each(CtrlSlot::close);
+        };
         let features = Features {
             sg: fe.sg,
             gso_tcpv4: fe.gso_tcpv4 && fe.sg,
@@ -50,7 +63,7 @@ impl VifHost for DataPlane {
             match TxStaging::new(pool.backing(), TX_STAGING) {
                 Ok(s) => self.staging = Some(s),
                 Err(e) => {
-                    queues.into_iter().for_each(QueueSlot::close);
+                    undo(queues, ctrl);
                     return Err(format!("tx staging buffers: {e:?}"));
                 }
             }
@@ -68,10 +81,13 @@ impl VifHost for DataPlane {
         let mut vif = match Vif::with_queues(cfg, rings, &self.pool) {
             Ok(v) => v,
             Err(e) => {
-                queues.into_iter().for_each(QueueSlot::close);
+                undo(queues, ctrl);
                 return Err(format!("vif: {e:?}"));
             }
         };
+        if let Some(ring) = ctrl.as_mut().and_then(|c| c.ring.take()) {
+            vif.attach_ctrl(Box::new(ring));
+        }
         vif.set_rate(params.rate, crate::platform::time::now_ns());
         let caps = PortCaps {
             accepts_partial_csum: features.ipv4_csum_offload && features.ipv6_csum_offload,
@@ -91,15 +107,16 @@ impl VifHost for DataPlane {
             Ok(p) => p,
             Err(e) => {
                 drop(vif.release());
-                queues.into_iter().for_each(QueueSlot::close);
+                undo(queues, ctrl);
                 return Err(format!("switch port: {e:?}"));
             }
         };
         self.by_port.insert(port, id);
         let nq = queues.len();
-        self.slots.insert(id, Slot { vif, port, queues, first_queue: 0 });
+        let with_ctrl = if ctrl.is_some() { ", control ring" } else { "" };
+        self.slots.insert(id, Slot { vif, port, queues, ctrl, first_queue: 0 });
         info!(
-            "netback: vif{}.{} on switch port {} with {nq} queue(s), {} ({})",
+            "netback: vif{}.{} on switch port {} with {nq} queue(s){with_ctrl}, {} ({})",
             id.frontend.0,
             id.devid,
             port.0,
@@ -124,6 +141,7 @@ impl VifHost for DataPlane {
         // Release buffers and the ring views before unmapping the rings.
         drop(slot.vif.release());
         slot.queues.into_iter().for_each(QueueSlot::close);
+        slot.ctrl.into_iter().for_each(CtrlSlot::close);
         // Buffers stay in the pool for the next vif: the frame allocator
         // cannot rebuild 64 KiB contiguous runs from returned single frames.
         info!("netback: vif{}.{} released ({})", id.frontend.0, id.devid, self.resources());

@@ -156,6 +156,18 @@ impl DataPlane {
             // While a packet waits for transmit credit the vif's queues
             // are not polled (their events are taken and the refill time is
             // the loop's deadline); from then on, the waiting ones are.
+            // Control requests first: a new hash configuration applies to
+            // the frames this turn forwards.
+            if let Some(c) = slot.ctrl.as_mut()
+                && (xen::take_fired(c.evt) || c.more)
+            {
+                let o = slot.vif.poll_ctrl(&gnt, staging);
+                if o.notify {
+                    let _ = xen::evtchn_send(c.evt);
+                }
+                c.more = o.more;
+                busy |= o.progress || o.more;
+            }
             let wait = slot.vif.tx_wait_until();
             let nq = slot.queues.len().max(1);
             let first = slot.first_queue % nq;
@@ -263,11 +275,14 @@ impl DataPlane {
     fn vif_text(&self, s: &Slot) -> String {
         let st = s.vif.stats();
         let (waits, late_ns, lost) = s.vif.rate_waits();
+        let hash = s.vif.hash_config();
+        let ctrl = s.vif.ctrl_stats().unwrap_or_default();
         format!(
             "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
              to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_no_buffer={} to_guest_errors={} \
              rx_queued_bytes={} rx_bufs={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
-             rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={}",
+             rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={} ctrl={} hash={} hash_flags={:#x} \
+             hash_mapping={} ctrl_requests={} ctrl_errors={}",
             s.vif.queues(),
             st.from_guest.packets,
             st.from_guest.bytes,
@@ -291,13 +306,20 @@ impl DataPlane {
                     let rx = if q.rx_evt == q.tx_evt { 0 } else { xen::throttled(q.rx_evt) };
                     xen::throttled(q.tx_evt) + rx
                 })
-                .sum::<u64>(),
+                .sum::<u64>()
+                + s.ctrl.as_ref().map_or(0, |c| xen::throttled(c.evt)),
             s.vif.rate().map_or(String::from("none"), |r| format!("{},{}", r.bytes, r.interval_us)),
             st.tx_rate_deferred,
             waits,
             late_ns / 1_000_000,
             lost,
-            self.switch.port_segment(s.port).unwrap_or("")
+            self.switch.port_segment(s.port).unwrap_or(""),
+            if s.ctrl.is_some() { "yes" } else { "no" },
+            hash.algorithm().name(),
+            hash.flags(),
+            hash.mapping().len(),
+            ctrl.requests,
+            ctrl.errors,
         )
     }
 }

@@ -1,5 +1,5 @@
 //! One vif's hold on Xen resources: each queue's mapped rings and bound
-//! event channels, and the vif with its switch port.
+//! event channels, the control ring's, and the vif with its switch port.
 #![forbid(unsafe_code)]
 
 use crate::netback::Vif;
@@ -7,7 +7,7 @@ use crate::platform::bufpool::FrameBuf;
 use crate::platform::xen::{self, MappedGrant};
 use crate::switch::PortId;
 use crate::xen::EvtchnPort;
-use crate::xenbus::backend::{EventChannels, QueueInfo};
+use crate::xenbus::backend::{CtrlInfo, EventChannels, QueueInfo};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -67,11 +67,39 @@ impl QueueSlot {
     }
 }
 
+/// The control ring's mapping and bound event channel.
+pub(super) struct CtrlSlot {
+    pub evt: EvtchnPort,
+    /// The ring mapping until the vif takes it.
+    pub ring: Option<MappedGrant>,
+    /// The last poll left requests: poll again without an event.
+    pub more: bool,
+}
+
+impl CtrlSlot {
+    /// Maps the control ring and binds its event channel; on error undoes
+    /// what it did.
+    pub fn open(frontend: crate::xen::DomId, c: &CtrlInfo) -> Result<Self, String> {
+        let ring = xen::map_grant(frontend, c.ring_ref).map_err(|e| format!("map control ring: {e}"))?;
+        // On error, dropping `ring` unmaps it.
+        let evt = xen::bind_counted(frontend, c.evtchn).map_err(|e| format!("bind control event channel: {e}"))?;
+        Ok(Self { evt, ring: Some(ring), more: true })
+    }
+
+    /// Closes the event channel; a ring the vif never took is unmapped as
+    /// it drops.
+    pub fn close(self) {
+        xen::close_counted(self.evt);
+    }
+}
+
 /// A connected vif.
 pub(super) struct Slot {
     pub vif: Vif<FrameBuf>,
     pub port: PortId,
     pub queues: Vec<QueueSlot>,
+    /// The control ring, when the frontend offered one.
+    pub ctrl: Option<CtrlSlot>,
     /// The queue TX polling starts at, rotated every turn so that queues
     /// sharing the vif's transmit credit take turns at it.
     pub first_queue: usize,

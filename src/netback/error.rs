@@ -13,6 +13,8 @@ pub enum NetbackError {
     TxRingOverflow(RingOverflow),
     /// RX `req_prod` is more than a ring ahead of our consumer.
     RxRingOverflow(RingOverflow),
+    /// Control ring `req_prod` is more than a ring ahead of our consumer.
+    CtrlRingOverflow(RingOverflow),
     /// A packet chains this many data slots (>= `FATAL_SLOTS`).
     TooManySlots {
         /// Data slots seen so far.
@@ -57,6 +59,7 @@ impl NetbackError {
         match self {
             Self::TxRingOverflow(_) => "tx_ring_overflow",
             Self::RxRingOverflow(_) => "rx_ring_overflow",
+            Self::CtrlRingOverflow(_) => "ctrl_ring_overflow",
             Self::TooManySlots { .. } => "too_many_slots",
             Self::CrossesPage { .. } => "crosses_page",
             Self::MissingSlots { .. } => "missing_slots",

@@ -8,19 +8,25 @@
 //! * `vif`: one interface tying both together, with counters;
 //! * `vifconfig`: its features and sizes; `staging`: the TX staging buffers;
 //! * `credit`: the transmit rate limit (`rate` key);
+//! * `ctrl`: the control ring (`feature-ctrl-ring`), which configures
+//!   `hash`: Toeplitz hashing (`toeplitz`) of frames for the guest and the
+//!   table that maps a hash to an RX queue;
 //! * `buf`: the local packet buffers the platform provides;
 //! * `copy`, `mcast`, `meta`, `error`: helpers and types.
 //!
 //! The xenbus lifecycle (handshake, ring mapping, event channels) lives
 //! beside this in `xenbus*` and builds a `Vif` once the rings are mapped.
-//! We do not implement the control ring (`feature-ctrl-ring` must not be
-//! advertised; XSA-270's hash-table bug cannot arise).
+//! The control ring is optional: the caller maps it and hands it to
+//! `Vif::attach_ctrl`; without it, or while its frontend has selected no
+//! hash algorithm, a vif's RX queue is chosen by xvif's own flow hash.
 #![forbid(unsafe_code)]
 
 pub mod buf;
 pub mod copy;
 pub mod credit;
+pub mod ctrl;
 pub mod error;
+pub mod hash;
 pub mod mcast;
 pub mod meta;
 pub mod pool;
@@ -28,13 +34,16 @@ pub mod ring;
 pub mod rx;
 pub mod rxqueue;
 pub mod staging;
+pub mod toeplitz;
 pub mod tx;
 pub mod vif;
 pub mod vifconfig;
 
 pub use buf::{BufPool, LocalFrame, PacketBuf};
 pub use credit::{Rate, parse_rate};
+pub use ctrl::CtrlStats;
 pub use error::{NetbackError, RxDrop, TxDrop};
+pub use hash::{HashAlgorithm, HashConfig, RxHash};
 pub use meta::{FrameMeta, Gso, GsoKind};
 pub use pool::{RxPool, RxPoolStats, SharedRxPool};
 pub use rxqueue::{RX_QUEUE_BYTES, RxSource};

@@ -1,9 +1,10 @@
 //! The backend side of a Xen shared ring of one page, as laid out by
 //! xen/include/public/io/ring.h (`DEFINE_RING_TYPES`): a 64-byte header
 //! `req_prod@0, req_event@4, rsp_prod@8, rsp_event@12` then the entries
-//! (the union of request and response) from byte 64. Both netif rings hold
-//! 256 entries: (4096 - 64) / 12 and (4096 - 64) / 8 rounded down to a power
-//! of two.
+//! (the union of request and response) from byte 64. The entry count is
+//! the largest power of two that fits the page (`__CONST_RING_SIZE`): both
+//! netif data rings hold 256 entries ((4096 - 64) / 12 and (4096 - 64) / 8
+//! rounded down), the control ring 128 ((4096 - 64) / 16).
 //!
 //! The frontend owns `req_prod` and `rsp_event` and may write anything into
 //! them at any time; we never hold a reference into the page (every access is
@@ -13,8 +14,18 @@
 
 use crate::hal::SharedMem;
 
-/// Entries in either netif ring (`__CONST_RING_SIZE` for a 4 KiB page).
+/// Entries in either netif data ring (`__CONST_RING_SIZE` for a 4 KiB page
+/// and 12- or 8-byte entries).
 pub const RING_SIZE: u32 = 256;
+/// Bytes of a ring page.
+const RING_PAGE: usize = 4096;
+
+/// Entries a one-page ring of `entry`-byte entries holds: the largest power
+/// of two that fits after the header (at least 1).
+pub const fn ring_size(entry: usize) -> u32 {
+    let fit = (RING_PAGE - RING_HEADER) / if entry == 0 { 1 } else { entry };
+    if fit == 0 { 1 } else { 1 << fit.ilog2() }
+}
 /// Offset of the first entry.
 pub const RING_HEADER: usize = 64;
 /// `sring->req_prod`.
@@ -39,6 +50,8 @@ pub struct RingOverflow {
 #[derive(Debug, Clone)]
 pub struct BackRing {
     entry: usize,
+    /// Entries in the ring (a power of two).
+    size: u32,
     req_cons: u32,
     rsp_prod_pvt: u32,
     /// `rsp_prod` as we last published it (never re-read from the page:
@@ -51,7 +64,12 @@ impl BackRing {
     /// `rsp_prod`, so a reconnecting frontend's old requests are not replayed.
     pub fn attach(mem: &dyn SharedMem, entry: usize) -> Self {
         let start = mem.read_u32(RSP_PROD);
-        Self { entry, req_cons: start, rsp_prod_pvt: start, rsp_pushed: start }
+        Self { entry, size: ring_size(entry), req_cons: start, rsp_prod_pvt: start, rsp_pushed: start }
+    }
+
+    /// Entries in the ring.
+    pub fn size(&self) -> u32 {
+        self.size
     }
 
     /// Our consumer index.
@@ -65,7 +83,7 @@ impl BackRing {
     }
 
     fn entry_off(&self, idx: u32) -> usize {
-        RING_HEADER + (idx & (RING_SIZE - 1)) as usize * self.entry
+        RING_HEADER + (idx & (self.size - 1)) as usize * self.entry
     }
 
     /// Requests published and not yet consumed.
@@ -78,13 +96,13 @@ impl BackRing {
         let req_prod = mem.read_u32(REQ_PROD);
         mem.fence();
         let n = req_prod.wrapping_sub(self.req_cons);
-        if n > RING_SIZE {
+        if n > self.size {
             return Err(RingOverflow { req_prod, req_cons: self.req_cons });
         }
         // Never count requests whose slots still await our responses
         // (RING_REQUEST_CONS_OVERFLOW); with in-order answering this is 0.
         let owed = self.req_cons.wrapping_sub(self.rsp_prod_pvt);
-        Ok(n.min(RING_SIZE.saturating_sub(owed)))
+        Ok(n.min(self.size.saturating_sub(owed)))
     }
 
     /// Copies the request `ahead` entries past the consumer index into `out`
@@ -188,6 +206,29 @@ mod tests {
     fn ring_geometry_fits_a_page() {
         assert!(RING_HEADER + RING_SIZE as usize * 12 <= 4096);
         assert!(RING_HEADER + RING_SIZE as usize * 2 * 8 > 4096, "256 is the largest power of two for 8-byte entries");
+        assert_eq!((ring_size(12), ring_size(8), ring_size(16)), (RING_SIZE, RING_SIZE, 128));
+        assert_eq!((ring_size(0), ring_size(4032), ring_size(5000)), (2048, 1, 1));
+    }
+
+    #[test]
+    fn a_ring_of_16_byte_entries_holds_128() {
+        let p = page();
+        let mut r = BackRing::attach(&p, 16);
+        assert_eq!(r.size(), 128);
+        p.write_u32(REQ_PROD, 129);
+        assert_eq!(r.unconsumed(&p), Err(RingOverflow { req_prod: 129, req_cons: 0 }));
+        p.write_u32(REQ_PROD, 128);
+        assert_eq!(r.unconsumed(&p), Ok(128));
+        // Entry 128 shares entry 0's slot: the index wraps at the ring's size.
+        r.consume(128);
+        for _ in 0..128 {
+            assert!(r.write_response(&p, &[0; 16]));
+        }
+        p.write_bytes(RING_HEADER, &[5; 16]);
+        p.write_u32(REQ_PROD, 129);
+        let mut e = [0u8; 16];
+        r.copy_request(&p, 0, &mut e);
+        assert_eq!(e, [5; 16]);
     }
 
     #[test]

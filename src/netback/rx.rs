@@ -4,10 +4,12 @@
 //! the frontend posts on the RX ring with batched GNTTABOP_copy.
 //!
 //! Layout of one frame on the ring (xen/include/public/io/netif.h): the
-//! first data slot (flags: checksum bits, NETRXF_extra_info when a GSO extra
-//! follows, NETRXF_more_data when more data slots follow), then the GSO
-//! extra slot when present, then the other data slots, up to a page each at
-//! offset 0. A response goes in the slot of the request it answers and
+//! first data slot (flags: checksum bits, NETRXF_extra_info when extras
+//! follow, NETRXF_more_data when more data slots follow), then the extra
+//! slots (GSO when the frame is a GSO frame, HASH when the frontend
+//! configured hashing over the control ring and a hash type covered the
+//! frame, as Linux netback sends them; each but the last flagged MORE),
+//! then the other data slots, up to a page each at offset 0. A response goes in the slot of the request it answers and
 //! carries that request's id; its status is the byte count of the slot, or
 //! NETIF_RSP_ERROR when the copy into the guest's page failed.
 #![forbid(unsafe_code)]
@@ -15,12 +17,15 @@
 use super::buf::PacketBuf;
 use super::copy::Copier;
 use super::error::{NetbackError, RxDrop};
+use super::hash::RxHash;
 use super::meta::{FrameMeta, is_ipv6};
 use super::pool::SharedRxPool;
 use super::ring::BackRing;
 use super::rxqueue::{Queued, RxQueue, RxSource};
 use super::vif::{Features, PollOutcome, VifStats};
 use crate::hal::{GrantOps, SharedMem};
+use crate::netif::ctrl::HASH_ALGORITHM_TOEPLITZ;
+use crate::netif::extra::XEN_NETIF_EXTRA_FLAG_MORE;
 use crate::netif::rx::{NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
 use crate::netif::{ExtraInfo, ExtraKind, MAX_PACKET, PAGE_SIZE, RxRequest, RxResponse};
 use crate::xen::DomId;
@@ -30,6 +35,38 @@ use alloc::vec::Vec;
 enum Slot {
     Data { rsp: RxResponse, frame: u16 },
     Extra(ExtraInfo),
+}
+
+/// The extra segments of one frame (GSO, HASH), without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extras {
+    items: [Option<ExtraInfo>; 2],
+    n: usize,
+}
+
+impl Extras {
+    /// Appends a segment; the one before it gets the MORE flag.
+    fn push(&mut self, kind: ExtraKind) {
+        if let Some(Some(prev)) = self.n.checked_sub(1).and_then(|i| self.items.get_mut(i)) {
+            prev.flags |= XEN_NETIF_EXTRA_FLAG_MORE;
+        }
+        if let Some(slot) = self.items.get_mut(self.n) {
+            *slot = Some(ExtraInfo { flags: 0, kind });
+            self.n += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    fn get(&self, i: usize) -> Option<&ExtraInfo> {
+        self.items.get(i)?.as_ref()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,8 +125,16 @@ impl<B: PacketBuf> RxPath<B> {
         if f.sg { cap } else { cap.min(PAGE_SIZE) }
     }
 
-    /// Copies `frame` into the queue, charged to `source`.
-    pub fn enqueue(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta, f: &Features) -> Result<(), RxDrop> {
+    /// Copies `frame` into the queue, charged to `source`, with the hash
+    /// to send the frontend.
+    pub fn enqueue(
+        &mut self,
+        source: RxSource,
+        frame: &[u8],
+        meta: FrameMeta,
+        hash: Option<RxHash>,
+        f: &Features,
+    ) -> Result<(), RxDrop> {
         let len = frame.len();
         if len == 0 || len > self.max_frame(&Features { sg: true, ..*f }) {
             return Err(RxDrop::BadLength(len));
@@ -109,7 +154,7 @@ impl<B: PacketBuf> RxPath<B> {
         if meta.csum_blank && !(if is_ipv6(frame) { f.ipv6_csum_offload } else { f.ipv4_csum_offload }) {
             return Err(RxDrop::CsumNotNegotiated);
         }
-        self.queue.push(source, frame, meta)
+        self.queue.push_hashed(source, frame, meta, hash)
     }
 
     /// Moves up to `budget` queued frames into the guest's posted buffers.
@@ -130,7 +175,7 @@ impl<B: PacketBuf> RxPath<B> {
                 break;
             }
             let data_slots = q.len.div_ceil(PAGE_SIZE).max(1) as u32;
-            let need = data_slots + u32::from(q.meta.gso.is_some());
+            let need = data_slots + extras(&q).len() as u32;
             match self.ring.wait_for(mem, need) {
                 Ok(have) if have >= need => {}
                 Ok(_) => {
@@ -156,6 +201,7 @@ impl<B: PacketBuf> RxPath<B> {
     /// queues the copies of frame `q`.
     fn place(&mut self, mem: &dyn SharedMem, frontend: DomId, q: Queued, data_slots: u32, need: u32) {
         let frame = self.inflight.len() as u16;
+        let extras = extras(&q);
         self.inflight.push(InFlight { frame: q, failed: false });
         let mut csum = 0;
         if q.meta.csum_blank {
@@ -168,9 +214,8 @@ impl<B: PacketBuf> RxPath<B> {
             let mut e = [0u8; RX_ENTRY_SIZE];
             self.ring.copy_request(mem, k, &mut e);
             let req = RxRequest::parse(&e);
-            if let (1, Some(g)) = (k, q.meta.gso) {
-                let kind = ExtraKind::Gso { size: g.size, kind: g.kind.to_wire(), features: 0 };
-                self.slots.push(Slot::Extra(ExtraInfo { flags: 0, kind }));
+            if let Some(e) = k.checked_sub(1).and_then(|i| extras.get(i as usize)) {
+                self.slots.push(Slot::Extra(*e));
                 continue;
             }
             let off = data_k as usize * PAGE_SIZE;
@@ -178,7 +223,7 @@ impl<B: PacketBuf> RxPath<B> {
             let mut flags = 0;
             if data_k == 0 {
                 flags |= csum;
-                if q.meta.gso.is_some() {
+                if !extras.is_empty() {
                     flags |= NETRXF_EXTRA_INFO;
                 }
             }
@@ -233,4 +278,21 @@ impl<B: PacketBuf> RxPath<B> {
         self.slots.clear();
         self.inflight.clear();
     }
+}
+
+/// The extra slots of a queued frame, in type order, each but the last
+/// flagged MORE.
+fn extras(q: &Queued) -> Extras {
+    let mut v = Extras::default();
+    if let Some(g) = q.meta.gso {
+        v.push(ExtraKind::Gso { size: g.size, kind: g.kind.to_wire(), features: 0 });
+    }
+    if let Some(h) = q.hash {
+        v.push(ExtraKind::Hash {
+            kind: h.kind,
+            algorithm: HASH_ALGORITHM_TOEPLITZ as u8,
+            value: h.value.to_le_bytes(),
+        });
+    }
+    v
 }

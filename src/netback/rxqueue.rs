@@ -31,6 +31,7 @@
 
 use super::buf::PacketBuf;
 use super::error::RxDrop;
+use super::hash::RxHash;
 use super::meta::FrameMeta;
 use super::pool::SharedRxPool;
 use alloc::collections::VecDeque;
@@ -79,6 +80,8 @@ pub(crate) struct Queued {
     pub len: usize,
     /// Its metadata.
     pub meta: FrameMeta,
+    /// The hash the frontend asked for (sent in a HASH extra).
+    pub hash: Option<RxHash>,
     /// Ring position just past the frame.
     end: u64,
     /// Bytes charged against the budget and the source's share.
@@ -166,8 +169,21 @@ impl<B: PacketBuf> RxQueue<B> {
         (self.budget - self.budget / RESERVE_DIV) / (others + 1)
     }
 
-    /// Copies `frame` into the ring and queues it, charged to `source`.
+    /// As `push_hashed`, without a hash (the unit tests' shorthand).
+    #[cfg(test)]
     pub fn push(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
+        self.push_hashed(source, frame, meta, None)
+    }
+
+    /// Copies `frame` into the ring and queues it, charged to `source`,
+    /// with the hash to send the frontend.
+    pub fn push_hashed(
+        &mut self,
+        source: RxSource,
+        frame: &[u8],
+        meta: FrameMeta,
+        hash: Option<RxHash>,
+    ) -> Result<(), RxDrop> {
         let len = frame.len();
         let cap = self.cap as u64;
         if len == 0 || len > self.cap || self.bufs.is_empty() {
@@ -211,7 +227,7 @@ impl<B: PacketBuf> RxQueue<B> {
         }
         self.used += charge;
         self.write = end;
-        self.frames.push_back(Queued { buf: buf as u16, off, len, meta, end, charge, source });
+        self.frames.push_back(Queued { buf: buf as u16, off, len, meta, hash, end, charge, source });
         Ok(())
     }
 

@@ -12,11 +12,16 @@
 //! Event channels are the caller's: poll after an event (or when `more`
 //! says so) and notify the frontend when the outcome's `notify` is set.
 //! Nothing here assumes a split or a shared event channel.
+//!
+//! A vif may also have a control ring (`attach_ctrl`); what its frontend
+//! configures there (`HashConfig`) decides the RX queue of each frame.
 #![forbid(unsafe_code)]
 
 use super::buf::PacketBuf;
 use super::credit::{Credit, Rate};
+use super::ctrl::{CTRL_SCRATCH, CtrlEnv, CtrlRing, CtrlStats};
 use super::error::{NetbackError, RxDrop, TxDrop};
+use super::hash::{HashConfig, RxHash};
 use super::mcast::McastFilter;
 use super::meta::{FrameMeta, GsoKind};
 use super::pool::SharedRxPool;
@@ -114,6 +119,10 @@ pub struct Vif<B: PacketBuf> {
     credit: Credit,
     /// The latest time a poll was given (for `poll_tx` without one).
     clock: u64,
+    /// The control ring, when the frontend offered one.
+    ctrl: Option<CtrlRing>,
+    /// RX hashing as the frontend configured it (none without a control ring).
+    hash: HashConfig,
 }
 
 impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
@@ -170,6 +179,8 @@ impl<B: PacketBuf> Vif<B> {
             disabled: None,
             credit: Credit::new(None, 0),
             clock: 0,
+            ctrl: None,
+            hash: HashConfig::new(),
         })
     }
 
@@ -203,6 +214,7 @@ impl<B: PacketBuf> Vif<B> {
     pub fn stats(&self) -> VifStats {
         let mut s = self.stats;
         s.copy_hypercalls = self.queues.iter().map(|q| q.tx.copier.hypercalls() + q.rx.copier.hypercalls()).sum();
+        s.copy_hypercalls += self.ctrl.as_ref().map_or(0, CtrlRing::hypercalls);
         s
     }
 
@@ -310,9 +322,9 @@ impl<B: PacketBuf> Vif<B> {
 
     /// As `enqueue_rx_from`, with the reason for a refusal.
     pub fn try_enqueue_rx_from(&mut self, source: RxSource, frame: &[u8], meta: FrameMeta) -> Result<(), RxDrop> {
-        let q = self.rx_queue_for(frame);
+        let (q, hash) = self.steer(frame);
         let r = match (&self.disabled, self.queues.get_mut(q)) {
-            (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, &self.cfg.features),
+            (None, Some(queue)) => queue.rx.enqueue(source, frame, meta, hash, &self.cfg.features),
             _ => Err(RxDrop::Disabled),
         };
         if r.is_ok() {
@@ -331,13 +343,60 @@ impl<B: PacketBuf> Vif<B> {
         r
     }
 
-    /// The RX queue a frame goes to: its flow hash modulo the queue count,
-    /// so one flow stays in order on one queue.
+    /// The RX queue a frame goes to: where the frontend's hash
+    /// configuration sends it (see `hash`), else its flow hash modulo the
+    /// queue count; either way one flow stays in order on one queue.
     pub fn rx_queue_for(&self, frame: &[u8]) -> usize {
-        match self.queues.len() {
-            0 | 1 => 0,
-            n => flow_hash(frame) as usize % n,
+        self.steer(frame).0
+    }
+
+    /// The RX queue of a frame and the hash the frontend asked for.
+    fn steer(&self, frame: &[u8]) -> (usize, Option<RxHash>) {
+        let n = self.queues.len();
+        if let Some(chosen) = self.hash.queue_for(frame, n) {
+            return chosen;
         }
+        match n {
+            0 | 1 => (0, None),
+            n => (flow_hash(frame) as usize % n, None),
+        }
+    }
+
+    /// Attaches the frontend's control ring (mapped by the caller; the vif
+    /// owns the mapping from now on and drops it with itself).
+    pub fn attach_ctrl(&mut self, mem: Box<dyn SharedMem>) {
+        self.ctrl = Some(CtrlRing::attach(mem));
+    }
+
+    /// The control ring's counters, when there is one.
+    pub fn ctrl_stats(&self) -> Option<CtrlStats> {
+        self.ctrl.as_ref().map(CtrlRing::stats)
+    }
+
+    /// The hash configuration in force.
+    pub fn hash_config(&self) -> &HashConfig {
+        &self.hash
+    }
+
+    /// Serves the control ring's requests (a bounded number per call);
+    /// the first `staging` buffer takes the keys and tables copied from the
+    /// frontend. Nothing happens without a control ring, a staging buffer,
+    /// or once the vif is disabled; a ring overflow disables it.
+    pub fn poll_ctrl(&mut self, gnt: &dyn GrantOps, staging: &TxStaging<B>) -> PollOutcome {
+        let queues = self.queues.len();
+        let (Some(ctrl), Some(scratch), None) = (self.ctrl.as_mut(), staging.bufs.first(), &self.disabled) else {
+            return PollOutcome::default();
+        };
+        if scratch.capacity() < CTRL_SCRATCH {
+            return PollOutcome::default();
+        }
+        let mut env = CtrlEnv { frontend: self.cfg.frontend, gnt, scratch, hash: &mut self.hash, queues };
+        let (out, fatal) = ctrl.poll(&mut env);
+        if let Some(e) = fatal {
+            self.disabled = Some(e);
+            return PollOutcome { more: false, ..out };
+        }
+        out
     }
 
     /// Frames queued for the guest, all queues.

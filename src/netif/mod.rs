@@ -1,11 +1,12 @@
 //! Wire formats of the Xen network interface, xen/include/public/io/netif.h:
 //! ring entries (TX/RX requests and responses), extra-info slots, flags,
-//! response statuses and GSO types.
+//! response statuses and GSO types, and the control ring's messages.
 //!
 //! Every type is parsed from a copy of the bytes (never a reference into a
 //! shared page) and every unknown value maps to an `Unknown(n)` variant.
 #![forbid(unsafe_code)]
 
+pub mod ctrl;
 pub mod extra;
 pub mod rx;
 pub mod tx;

@@ -2,6 +2,7 @@
 //! plain memory so the real protocol code runs unchanged.
 #![forbid(unsafe_code)]
 
+pub mod ctrlfront;
 pub mod fake_evtchn;
 pub mod fake_hv;
 pub mod netback_rig;

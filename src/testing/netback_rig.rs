@@ -1,12 +1,14 @@
-//! A test rig: a fake hypervisor, a mock netfront and a real `Vif` wired
-//! together, collecting the frames the vif delivers.
+//! Test rigs: a fake hypervisor, mock netfronts and a real `Vif` wired
+//! together, collecting the frames the vif delivers; `CtrlRig` adds a
+//! control ring to a vif of several queues.
 #![forbid(unsafe_code)]
 
+use super::ctrlfront::CtrlFrontend;
 use super::fake_hv::{FakeBuf, FakeBufPool, FakeHv};
 use super::netfront::MockFrontend;
 use crate::hal::SharedMem;
 use crate::netback::SharedRxPool;
-use crate::netback::{Features, FrameMeta, PollOutcome, TxStaging, Vif, VifConfig};
+use crate::netback::{Features, FrameMeta, PollOutcome, QueueRings, TxStaging, Vif, VifConfig};
 use crate::xen::DomId;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -99,6 +101,71 @@ impl Rig {
 impl Default for Rig {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A vif of several queues (one mock netfront each, all in one guest) with
+/// a control ring.
+pub struct CtrlRig {
+    /// The hypervisor.
+    pub hv: FakeHv,
+    /// One frontend per queue.
+    pub fes: Vec<MockFrontend>,
+    /// The control ring's frontend.
+    pub ctrl: CtrlFrontend,
+    /// The vif under test.
+    pub vif: Vif<FakeBuf>,
+    /// The receive pool the vif's RX queues take buffers from.
+    pub pool: SharedRxPool<FakeBuf>,
+    /// Staging buffers (the first is the control ring's scratch).
+    pub staging: TxStaging<FakeBuf>,
+}
+
+impl CtrlRig {
+    /// A vif of guest `dom` with `queues` queues and a control ring, on `hv`.
+    pub fn on(hv: &FakeHv, dom: u16, queues: usize) -> Self {
+        let fes: Vec<MockFrontend> = (0..queues).map(|_| MockFrontend::new(hv, DomId(dom))).collect();
+        let cfg = VifConfig::new(DomId(dom), [0x00, 0x16, 0x3e, 0, 0, dom as u8], all_features());
+        let staging = match TxStaging::new(&mut FakeBufPool::new(hv, 4, BUF_CAP, 2), 4) {
+            Ok(s) => s,
+            Err(e) => panic!("staging: {e:?}"),
+        };
+        let pool = FakeBufPool::shared_rx(hv, cfg.buffers_needed() * queues, BUF_CAP, 2);
+        let rings: Vec<QueueRings> = fes.iter().map(|f| (f.tx_ring(), f.rx_ring())).collect();
+        let mut vif = match Vif::with_queues(cfg, rings, &pool) {
+            Ok(v) => v,
+            Err(e) => panic!("vif: {e:?}"),
+        };
+        let ctrl = CtrlFrontend::new(hv, DomId(dom));
+        vif.attach_ctrl(ctrl.ring());
+        Self { hv: hv.clone(), fes, ctrl, vif, pool, staging }
+    }
+
+    /// A rig on a fresh hypervisor, guest 7.
+    pub fn new(queues: usize) -> Self {
+        Self::on(&FakeHv::new(BACKEND), 7, queues)
+    }
+
+    /// Serves the control ring once.
+    pub fn poll_ctrl(&mut self) -> PollOutcome {
+        self.vif.poll_ctrl(&self.hv, &self.staging)
+    }
+
+    /// Serves the control ring until it has nothing left (bounded).
+    pub fn settle_ctrl(&mut self) {
+        for _ in 0..64 {
+            if !self.poll_ctrl().more {
+                return;
+            }
+        }
+        panic!("the control ring never settled");
+    }
+
+    /// Polls TX of queue `q`, returning the frames delivered.
+    pub fn poll_tx(&mut self, q: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        self.vif.poll_tx(q, &self.hv, &self.staging, &mut |f: &[u8], _m: FrameMeta| got.push(f.to_vec()));
+        got
     }
 }
 

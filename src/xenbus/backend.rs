@@ -30,8 +30,8 @@ use super::batch::Batch;
 use super::device::{Ctx, Device, Step};
 pub use super::device::{MAX_JOB_REQUESTS, REMOVE_GRACE_NS};
 pub use super::vif::{
-    DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams, parse_mac,
-    parse_u32,
+    CtrlInfo, DEFAULT_MAX_QUEUES, EventChannels, FEATURES, FrontendInfo, QueueInfo, VifHost, VifId, VifParams,
+    parse_mac, parse_u32,
 };
 use crate::xen::DomId;
 use crate::xen::xenstore::{Client, WatchEvent, XsError, XsIo};

@@ -1,12 +1,13 @@
 //! Reading what a netfront published for connecting (netif.h): the queue
-//! count, each queue's rings and event channels, and its features. Two
+//! count, each queue's rings and event channels, its features and its
+//! control ring (optional: `ctrl-ring-ref` with `event-channel-ctrl`). Two
 //! batches: the top-level keys first, then, for several queues, the
 //! `queue-N/` keys. Every value is validated; a bad one is a reason to fail
 //! that vif, returned as `Err(String)` inside the xenstore result.
 #![forbid(unsafe_code)]
 
 use super::batch::Batch;
-use super::vif::{EventChannels, FrontendInfo, QueueInfo};
+use super::vif::{CtrlInfo, EventChannels, FrontendInfo, QueueInfo};
 use crate::xen::xenstore::{Client, XsError};
 use crate::xen::{EvtchnPort, GrantRef};
 use alloc::format;
@@ -30,6 +31,8 @@ const TOP_KEYS: &[&str] = &[
     "feature-rx-notify",
     "feature-multicast-control",
     "feature-dynamic-multicast-control",
+    "ctrl-ring-ref",
+    "event-channel-ctrl",
 ];
 
 /// A verdict on what the frontend wrote: its value, or why the vif fails.
@@ -100,6 +103,10 @@ pub fn info(top: &Batch, queues: Option<&Batch>, fe: &str, n: u32) -> Verdict<Fr
     if top.number(&format!("{fe}/request-rx-copy"))? != Some(1) {
         return Ok(Err("frontend does not request rx-copy (rx-flip is not supported)".into()));
     }
+    let ctrl = match control_ring(top, fe)? {
+        Ok(c) => c,
+        Err(why) => return Ok(Err(why)),
+    };
     let flag = |k: &str| top.flag(&format!("{fe}/{k}"));
     Ok(Ok(FrontendInfo {
         queues: list,
@@ -110,5 +117,22 @@ pub fn info(top: &Batch, queues: Option<&Batch>, fe: &str, n: u32) -> Verdict<Fr
         no_csum_offload: flag("feature-no-csum-offload")?,
         rx_notify: flag("feature-rx-notify")?,
         multicast_control: flag("feature-multicast-control")? || flag("feature-dynamic-multicast-control")?,
+        ctrl,
     }))
+}
+
+/// The control ring, as Linux netback reads it (xenbus.c
+/// `connect_ctrl_ring`): no `ctrl-ring-ref`, no control ring; a ring
+/// without a usable `event-channel-ctrl` fails the vif. A malformed ring
+/// reference fails it too (Linux would take it for absent; a frontend that
+/// wrote one meant to have a ring).
+fn control_ring(top: &Batch, fe: &str) -> Verdict<Option<CtrlInfo>> {
+    let Some(raw) = top.value(&format!("{fe}/ctrl-ring-ref"))? else { return Ok(Ok(None)) };
+    let Some(ring) = super::vif::parse_u32(raw) else {
+        return Ok(Err("malformed ctrl-ring-ref".into()));
+    };
+    Ok(match top.number(&format!("{fe}/event-channel-ctrl"))? {
+        Some(port) => Ok(Some(CtrlInfo { ring_ref: GrantRef(ring), evtchn: EvtchnPort(port) })),
+        None => Err("ctrl-ring-ref without a usable event-channel-ctrl".into()),
+    })
 }

@@ -11,6 +11,6 @@ mod scan;
 pub mod state;
 pub mod vif;
 
-pub use backend::{Backend, EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
+pub use backend::{Backend, CtrlInfo, EventChannels, FrontendInfo, QueueInfo, VifHost, VifId};
 pub use params::VifParams;
 pub use state::XenbusState;

@@ -20,6 +20,7 @@ pub const FEATURES: &[(&str, &str)] = &[
     ("feature-multicast-control", "1"),
     ("feature-dynamic-multicast-control", "1"),
     ("feature-split-event-channels", "1"),
+    ("feature-ctrl-ring", "1"),
 ];
 
 /// Queues offered per vif by default (`multi-queue-max-queues`).
@@ -59,6 +60,16 @@ pub struct QueueInfo {
     pub evtchn: EventChannels,
 }
 
+/// The control ring a frontend offers (`ctrl-ring-ref`,
+/// `event-channel-ctrl`; netif.h "Control ring").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtrlInfo {
+    /// The ring page's grant.
+    pub ring_ref: GrantRef,
+    /// Its event channel.
+    pub evtchn: EvtchnPort,
+}
+
 /// What the frontend published for connecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontendInfo {
@@ -79,6 +90,8 @@ pub struct FrontendInfo {
     pub rx_notify: bool,
     /// `feature-multicast-control` or `feature-dynamic-multicast-control`.
     pub multicast_control: bool,
+    /// The control ring, when the frontend offers one.
+    pub ctrl: Option<CtrlInfo>,
 }
 
 /// The side that owns data paths: maps rings, binds ports, plugs the vif

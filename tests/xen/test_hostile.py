@@ -3,7 +3,9 @@
 Guest `hostile` boots without xen-netfront (`xvif_hostile=1`) and runs
 tests/xen/hostile/hostile-netfront, which plays the frontend itself through
 /dev/xen/gntalloc, /dev/xen/evtchn and /dev/xen/xenbus and misbehaves on
-command (XSA-39, -155, -332, -349, -361/362/367, -432, -448 classes).
+command (XSA-39, -155, -332, -349, -361/362/367, -432, -448 classes), and
+drives the control ring (feature-ctrl-ring: Toeplitz, key, hash types,
+mapping table, bad requests, req_prod far ahead).
 Guest `bystander` (stock netfront) pings xvif all through every case: its
 loss must stay <= 1 % and its RTT is reported against a baseline measured
 before. Each case also checks that the hostile vif was disabled or its
@@ -316,6 +318,9 @@ FATAL = {
     "backwards": (r"TxRingOverflow\(", "tx_ring_overflow"),
     "slots20": (r"TooManySlots \{ slots: 20 \}", "too_many_slots"),
     "crosspage": (r"CrossesPage \{ offset: 4000, size: 200 \}", "crosses_page"),
+    # the control ring's req_prod 1000 ahead (mode ctrlahead: two queues
+    # and a control ring)
+    "ctrlahead": (r"CtrlRingOverflow\(", "ctrl_ring_overflow"),
 }
 
 
@@ -333,6 +338,35 @@ def test_fatal_ring_abuse_disables_only_that_vif(env, mode):
         assert len(dis) == 1 and re.search(FATAL[mode][0], dis[0]), "log lines: %s" % dis
         return {"disabled": c["disabled"], "from_guest": c["from_guest"], "reason": dis[0].split("disabled: ", 1)[-1][:70]}
     run_case(env, mode, check=check)
+
+
+# hostile-netfront's ctrl mode: the requests it sends, and how many of
+# them must fail (each with the status netif.h gives it).
+CTRL_REQUESTS, CTRL_ERRORS = 21, 10
+
+
+def test_ctrl_ring_configures_hashing_and_answers_bad_requests(env):
+    """feature-ctrl-ring on the real Xen: a two-queue frontend with a control
+    ring sets Toeplitz, all four hash types, the 40-byte RSS key and an
+    8-entry table, reads the flags and table size back; bad requests (a bad
+    and a dom0 grant for the key, a 41-byte key, a table entry naming queue
+    2, a sub-table past the table, a table of 129, unknown types, unknown
+    flags) each get their status and change nothing. Then the table steers
+    xvif's ARP replies (hash 0: entry 0) to queue 1, then to queue 0, and
+    the vif still answers with hashing off. xvif publishes what was set."""
+    def check(out, c, dis):
+        r = result(out, "ctrl")
+        bad = [l for l in out.splitlines() if l.startswith("ctrl ") and l.endswith(" BAD")]
+        assert not bad and r["checks"] == str(CTRL_REQUESTS) and r["as_expected"] == r["checks"], (
+            "control requests answered wrongly: %s\n%s" % (bad, out))
+        assert (r["steered_q1"], r["steered_q0"], r["probe_after"]) == ("3/3", "3/3", "1"), out
+        assert c.get("ctrl") == "yes" and c.get("hash") == "toeplitz", c
+        assert (c.get("hash_flags"), c.get("hash_mapping")) == ("0xf", "8"), c
+        assert (c.get("ctrl_requests"), c.get("ctrl_errors")) == (str(CTRL_REQUESTS), str(CTRL_ERRORS)), c
+        assert c["queues"] == "2" and c["disabled"] == "false" and not dis, (c, dis)
+        return {"requests": c["ctrl_requests"], "errors": c["ctrl_errors"], "steered": "q1 3/3, q0 3/3",
+                "hash": c["hash"]}
+    run_case(env, "ctrl", check=check)
 
 
 def test_nineteen_slots_dropped_and_counted(env):

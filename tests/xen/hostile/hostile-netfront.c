@@ -53,6 +53,19 @@
  *   nodes       creates 400 nodes under its own `state` node and removes
  *               them, again and again for -d seconds or until STOP_FILE
  *               exists (XSA-349), then probes
+ *   ctrl        connects with two queues and a control ring (io/netif.h
+ *               "Control ring": 16-byte requests {id u16, type u16,
+ *               data[3] u32}, 12-byte responses {id u16, type u16, status
+ *               u32, data u32}, 128 per page), sets Toeplitz, hash types,
+ *               a 40-byte key and a mapping table, reads the flags and the
+ *               table size back, sends bad requests (bad and dom0 grants,
+ *               a 41-byte key, a table entry naming queue 2, unknown
+ *               types) and checks each status; then steers the backend's
+ *               ARP replies (no hash type covers ARP: hash 0, table entry
+ *               0) to queue 1, then to queue 0, with the table, probes
+ *               once more with hashing off, and leaves Toeplitz selected
+ *   ctrlahead   connects like ctrl, then moves the control ring's req_prod
+ *               1000 ahead of the backend: the vif must be disabled
  * After MODE it prints HOSTILE-HOLD and, with -r, waits until RELEASE_FILE
  * exists; then closes the frontend (Closing, Closed) and frees everything.
  * Results are printed as `RESULT key=value ...` lines.
@@ -82,6 +95,7 @@ typedef uint16_t domid_t; /* xen/evtchn.h uses it without defining it */
 #define NTX 8u
 #define NRX 32u
 #define MAXBADRX 8u
+#define CRING 128u /* control ring entries: (4096 - 64) / 16, a power of two */
 #define FREED_REF 0xfffffffeu /* in badrx: a ref freed just before posting */
 
 /* io/netif.h */
@@ -97,6 +111,13 @@ enum { ST_INITIALISING = 1, ST_INITWAIT = 2, ST_CONNECTED = 4, ST_CLOSING = 5, S
 enum { XS_DIRECTORY = 1, XS_READ = 2, XS_WRITE = 11, XS_RM = 13, XS_WATCH_EVENT = 15, XS_ERROR = 16 };
 
 struct txreq { uint32_t gref; uint16_t offset, flags, id, size; };
+struct ctrlreq { uint16_t id, type; uint32_t data[3]; };
+struct ctrlrsp { uint16_t id, type; uint32_t status, data; };
+_Static_assert(sizeof(struct ctrlreq) == 16 && sizeof(struct ctrlrsp) == 12, "xen_netif_ctrl_*");
+/* io/netif.h control ring */
+enum { CT_GET_FLAGS = 1, CT_SET_FLAGS = 2, CT_SET_KEY = 3, CT_GET_MAP_SIZE = 4, CT_SET_MAP_SIZE = 5, CT_SET_MAP = 6,
+       CT_SET_ALG = 7 };
+enum { CS_SUCCESS = 0, CS_NOT_SUPPORTED = 1, CS_INVALID = 2, CS_OVERFLOW = 3 };
 struct txrsp { uint16_t id; int16_t status; };
 struct rxreq { uint16_t id, pad; uint32_t gref; };
 struct rxrsp { uint16_t id, offset, flags; int16_t status; };
@@ -265,7 +286,12 @@ struct conn {
 	uint32_t badrx[MAXBADRX];
 	unsigned nbadrx;
 };
-static struct conn C;
+/* C is queue 0 and carries all our transmits; Q1 is queue 1 of a
+ * two-queue connection (mode ctrl), whose RX ring only receives. */
+static struct conn C, Q1;
+static int nqueues = 1, reply_queue = -1;
+/* The control ring (mode ctrl), when connected with one. */
+static struct { struct gpages ring; int port, on; uint32_t prod, cons; uint16_t id; } K;
 static unsigned long rx_ok, rx_err, tx_ok, tx_err, tx_null, tx_other;
 
 static volatile uint32_t *idx(struct gpages *r, unsigned off) { return (volatile uint32_t *)(r->mem + off); }
@@ -275,16 +301,44 @@ static volatile uint32_t *idx(struct gpages *r, unsigned off) { return (volatile
 #define RSP_EVENT 12
 static volatile struct txreq *txslot(uint32_t i) { return (volatile struct txreq *)(C.txr.mem + HDR + (i % RING) * 12); }
 static volatile struct txrsp *txrsp(uint32_t i) { return (volatile struct txrsp *)(C.txr.mem + HDR + (i % RING) * 12); }
-static volatile struct rxreq *rxslot(uint32_t i) { return (volatile struct rxreq *)(C.rxr.mem + HDR + (i % RING) * 8); }
-static volatile struct rxrsp *rxrsp(uint32_t i) { return (volatile struct rxrsp *)(C.rxr.mem + HDR + (i % RING) * 8); }
+static volatile struct rxreq *rxslot(struct conn *c, uint32_t i) { return (volatile struct rxreq *)(c->rxr.mem + HDR + (i % RING) * 8); }
+static volatile struct rxrsp *rxrsp(struct conn *c, uint32_t i) { return (volatile struct rxrsp *)(c->rxr.mem + HDR + (i % RING) * 8); }
 
-static void rx_post(uint16_t id, uint32_t gref) {
-	volatile struct rxreq *r = rxslot(C.rx_prod++);
+static void rx_post(struct conn *c, uint16_t id, uint32_t gref) {
+	volatile struct rxreq *r = rxslot(c, c->rx_prod++);
 	r->id = id;
 	r->pad = 0;
 	r->gref = gref;
 }
-static void rx_push(void) { mb(); *idx(&C.rxr, REQ_PROD) = C.rx_prod; mb(); notify(C.port); }
+static void rx_push(struct conn *c) { mb(); *idx(&c->rxr, REQ_PROD) = c->rx_prod; mb(); notify(c->port); }
+
+/* Rings, RX buffers and an event channel for queue 1 (its TX ring stays
+ * empty); published under queue-1/. */
+static void open_queue1(void) {
+	memset(&Q1, 0, sizeof Q1);
+	galloc(&Q1.txr, 1, bedom, 1);
+	galloc(&Q1.rxr, 1, bedom, 1);
+	galloc(&Q1.rxd, NRX, bedom, 1);
+	*idx(&Q1.txr, REQ_EVENT) = 1;
+	*idx(&Q1.txr, RSP_EVENT) = 1;
+	*idx(&Q1.rxr, REQ_EVENT) = 1;
+	*idx(&Q1.rxr, RSP_EVENT) = 1;
+	Q1.port = evtchn_alloc();
+	for (unsigned i = 0; i < NRX; i++) rx_post(&Q1, i, Q1.rxd.refs[i]);
+	mb();
+	*idx(&Q1.rxr, REQ_PROD) = Q1.rx_prod;
+}
+
+/* The control ring page and its event channel (SHARED_RING_INIT). */
+static void open_ctrl(void) {
+	memset(&K, 0, sizeof K);
+	galloc(&K.ring, 1, bedom, 1);
+	*idx(&K.ring, REQ_EVENT) = 1;
+	*idx(&K.ring, RSP_EVENT) = 1;
+	K.port = evtchn_alloc();
+	K.on = 1;
+	K.id = 0x100;
+}
 
 /* Brings the frontend back to a fresh state: the backend in InitWait. */
 static void reset_frontend(void) {
@@ -320,16 +374,40 @@ static int do_connect(enum ringhack hack, double wait) {
 	*idx(&C.rxr, RSP_EVENT) = 1;
 	C.port = evtchn_alloc();
 	/* a freed ref is taken only now: the allocations above could reuse one */
-	for (unsigned i = 0; i < C.nbadrx; i++) rx_post(0x1000 + i, C.badrx[i] == FREED_REF ? freed_ref() : C.badrx[i]);
-	for (unsigned i = 0; i < NRX; i++) rx_post(i, C.rxd.refs[i]);
+	for (unsigned i = 0; i < C.nbadrx; i++) rx_post(&C, 0x1000 + i, C.badrx[i] == FREED_REF ? freed_ref() : C.badrx[i]);
+	for (unsigned i = 0; i < NRX; i++) rx_post(&C, i, C.rxd.refs[i]);
 	mb();
 	*idx(&C.rxr, REQ_PROD) = C.rx_prod;
-	fe_write("tx-ring-ref", "%u", hack == RING_TX_OUT_OF_RANGE ? 0x7ffffff0u : C.txr.refs[0]);
-	fe_write("rx-ring-ref", "%u", C.rxr.refs[0]);
-	fe_write("event-channel", "%d", C.port);
 	fe_rm("event-channel-tx");
 	fe_rm("event-channel-rx");
-	fe_rm("multi-queue-num-queues");
+	fe_rm("queue-0");
+	fe_rm("queue-1");
+	fe_rm("ctrl-ring-ref");
+	fe_rm("event-channel-ctrl");
+	if (nqueues == 2) {
+		/* io/netif.h: several queues write their keys under queue-N/ only */
+		open_queue1();
+		fe_rm("tx-ring-ref");
+		fe_rm("rx-ring-ref");
+		fe_rm("event-channel");
+		fe_write("multi-queue-num-queues", "2");
+		fe_write("queue-0/tx-ring-ref", "%u", C.txr.refs[0]);
+		fe_write("queue-0/rx-ring-ref", "%u", C.rxr.refs[0]);
+		fe_write("queue-0/event-channel", "%d", C.port);
+		fe_write("queue-1/tx-ring-ref", "%u", Q1.txr.refs[0]);
+		fe_write("queue-1/rx-ring-ref", "%u", Q1.rxr.refs[0]);
+		fe_write("queue-1/event-channel", "%d", Q1.port);
+	} else {
+		fe_write("tx-ring-ref", "%u", hack == RING_TX_OUT_OF_RANGE ? 0x7ffffff0u : C.txr.refs[0]);
+		fe_write("rx-ring-ref", "%u", C.rxr.refs[0]);
+		fe_write("event-channel", "%d", C.port);
+		fe_rm("multi-queue-num-queues");
+	}
+	if (K.on) {
+		open_ctrl();
+		fe_write("ctrl-ring-ref", "%u", K.ring.refs[0]);
+		fe_write("event-channel-ctrl", "%d", K.port);
+	}
 	fe_write("request-rx-copy", "1");
 	fe_write("feature-rx-notify", "1");
 	fe_write("feature-sg", "1");
@@ -340,6 +418,7 @@ static int do_connect(enum ringhack hack, double wait) {
 	int s = wait_be(1u << ST_CONNECTED | 1u << ST_CLOSING | 1u << ST_CLOSED, wait);
 	C.up = s == ST_CONNECTED;
 	if (C.up) notify(C.port);
+	if (C.up && nqueues == 2) notify(Q1.port);
 	return s < 0 ? -s - 100 : s;
 }
 
@@ -350,6 +429,16 @@ static void release_conn(void) {
 	gfree(&C.rxr);
 	gfree(&C.txd);
 	gfree(&C.rxd);
+	if (nqueues == 2) {
+		unbind(Q1.port);
+		gfree(&Q1.txr);
+		gfree(&Q1.rxr);
+		gfree(&Q1.rxd);
+	}
+	if (K.ring.count) {
+		unbind(K.port);
+		gfree(&K.ring);
+	}
 	C.up = 0;
 }
 
@@ -401,31 +490,38 @@ static int tx_collect(int n, double secs, int *ok, int *err) {
 	return got;
 }
 
-/* Consumes RX responses (reposting good buffers); returns 1 when an ARP
- * reply from the target arrived within `secs`. */
+/* Consumes the RX responses of one queue (reposting good buffers);
+ * returns 1 when an ARP reply from the target was among them. */
+static int rx_scan(struct conn *c) {
+	int found = 0, repost = 0;
+	uint32_t prod = *idx(&c->rxr, RSP_PROD);
+	mb();
+	while (c->rx_cons != prod) {
+		volatile struct rxrsp *r = rxrsp(c, c->rx_cons++);
+		uint16_t id = r->id, off = r->offset, flags = r->flags;
+		int16_t st = r->status;
+		if (st < 0) rx_err++;
+		else if (st > 0) rx_ok++;
+		if (id < NRX) {
+			const uint8_t *p = c->rxd.mem + id * PAGE + off;
+			if (st >= 42 && off <= PAGE - 42 && !(flags & NETRXF_extra_info) && p[12] == 8 && p[13] == 6 &&
+			    p[20] == 0 && p[21] == 2 && !memcmp(p + 28, &tip, 4))
+				found = 1;
+			rx_post(c, id, c->rxd.refs[id]);
+			repost = 1;
+		}
+	}
+	if (repost) rx_push(c);
+	return found;
+}
+
+/* Consumes RX responses on every queue; returns 1 when an ARP reply from
+ * the target arrived within `secs` (reply_queue says on which queue). */
 static int rx_wait_reply(double secs) {
 	double end = now() + secs;
-	int found = 0, repost = 0;
 	do {
-		uint32_t prod = *idx(&C.rxr, RSP_PROD);
-		mb();
-		while (C.rx_cons != prod) {
-			volatile struct rxrsp *r = rxrsp(C.rx_cons++);
-			uint16_t id = r->id, off = r->offset, flags = r->flags;
-			int16_t st = r->status;
-			if (st < 0) rx_err++;
-			else if (st > 0) rx_ok++;
-			if (id < NRX) {
-				const uint8_t *p = C.rxd.mem + id * PAGE + off;
-				if (st >= 42 && off <= PAGE - 42 && !(flags & NETRXF_extra_info) && p[12] == 8 && p[13] == 6 &&
-				    p[20] == 0 && p[21] == 2 && !memcmp(p + 28, &tip, 4))
-					found = 1;
-				rx_post(id, C.rxd.refs[id]);
-				repost = 1;
-			}
-		}
-		if (repost) { rx_push(); repost = 0; }
-		if (found) return 1;
+		if (rx_scan(&C)) { reply_queue = 0; return 1; }
+		if (nqueues == 2 && rx_scan(&Q1)) { reply_queue = 1; return 1; }
 		usleep(1000);
 	} while (now() < end);
 	return 0;
@@ -744,6 +840,127 @@ static int mode_nodes(void) {
 	return 0;
 }
 
+/* ---------------- the control ring ---------------- */
+static volatile struct ctrlreq *ctrlslot(uint32_t i) { return (volatile struct ctrlreq *)(K.ring.mem + HDR + (i % CRING) * 16); }
+
+/* One control request; waits up to 5 s for its response. Returns 1 with
+ * status and data filled in, 0 when none came. */
+static int ctrl_ask(uint16_t type, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t *status, uint32_t *data) {
+	volatile struct ctrlreq *r = ctrlslot(K.prod);
+	uint16_t id = K.id++;
+	r->id = id;
+	r->type = type;
+	r->data[0] = d0;
+	r->data[1] = d1;
+	r->data[2] = d2;
+	K.prod++;
+	mb();
+	*idx(&K.ring, REQ_PROD) = K.prod;
+	mb();
+	notify(K.port);
+	double end = now() + 5;
+	while (*idx(&K.ring, RSP_PROD) == K.cons) {
+		if (now() > end) return 0;
+		usleep(1000);
+	}
+	mb();
+	volatile struct ctrlrsp *p = (volatile struct ctrlrsp *)ctrlslot(K.cons++);
+	*idx(&K.ring, RSP_EVENT) = K.cons + 1;
+	if (p->id != id || p->type != type) {
+		printf("ctrl: response id %u type %u to request id %u type %u\n", p->id, p->type, id, type);
+		return 0;
+	}
+	*status = p->status;
+	*data = p->data;
+	return 1;
+}
+
+static int ctrl_checks, ctrl_good;
+
+/* Asks and compares with the expected status (and data, unless ~0). */
+static int ctrl_expect(const char *what, uint16_t type, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t want_status,
+		       uint32_t want_data) {
+	uint32_t st = ~0u, data = ~0u;
+	int got = ctrl_ask(type, d0, d1, d2, &st, &data);
+	int ok = got && st == want_status && (want_data == ~0u || data == want_data);
+	ctrl_checks++;
+	ctrl_good += ok;
+	printf("ctrl %s: %s status=%u data=%u (want status %u", what, got ? "answered" : "NO RESPONSE", st, data, want_status);
+	if (want_data != ~0u) printf(" data %u", want_data);
+	printf(")%s\n", ok ? "" : " BAD");
+	fflush(stdout);
+	return ok;
+}
+
+/* Writes `n` table entries into page `g` and sends them as entries 0..n. */
+static void set_table(struct gpages *g, uint32_t n, uint32_t value, const char *what) {
+	for (uint32_t i = 0; i < n; i++) ((volatile uint32_t *)g->mem)[i] = value;
+	mb();
+	ctrl_expect(what, CT_SET_MAP, g->refs[0], n, 0, CS_SUCCESS, 0);
+}
+
+static int mode_ctrl(void) {
+	/* the RSS verification key (Microsoft, "Verifying the RSS Hash Calculation") */
+	static const uint8_t key[40] = { 0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+					 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+					 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa };
+	struct gpages kp, tp, d0;
+	galloc(&kp, 1, bedom, 0); /* read-only grants, as io/netif.h allows */
+	galloc(&tp, 1, bedom, 0);
+	galloc(&d0, 1, 0, 0);     /* granted to dom0, not to the backend */
+	memcpy(kp.mem, key, sizeof key);
+	printf("ctrl: ring-ref %u port %d, first reply on queue %d\n", K.ring.refs[0], K.port, reply_queue);
+	/* the configuration a Windows PV frontend sends */
+	ctrl_expect("get_mapping_size", CT_GET_MAP_SIZE, 0, 0, 0, CS_SUCCESS, 128);
+	ctrl_expect("get_flags_before_alg", CT_GET_FLAGS, 0, 0, 0, CS_NOT_SUPPORTED, ~0u);
+	ctrl_expect("set_alg_toeplitz", CT_SET_ALG, 1, 0, 0, CS_SUCCESS, 0);
+	ctrl_expect("get_flags", CT_GET_FLAGS, 0, 0, 0, CS_SUCCESS, 0xf);
+	ctrl_expect("set_flags", CT_SET_FLAGS, 0xf, 0, 0, CS_SUCCESS, 0);
+	ctrl_expect("set_key", CT_SET_KEY, kp.refs[0], 40, 0, CS_SUCCESS, 0);
+	ctrl_expect("set_mapping_size", CT_SET_MAP_SIZE, 8, 0, 0, CS_SUCCESS, 0);
+	/* bad requests, each answered with its status, nothing changed */
+	ctrl_expect("bad_key_gref", CT_SET_KEY, 0x7ffffff0u, 40, 0, CS_INVALID, 0);
+	ctrl_expect("dom0_key_gref", CT_SET_KEY, d0.refs[0], 40, 0, CS_INVALID, 0);
+	ctrl_expect("key_41_bytes", CT_SET_KEY, kp.refs[0], 41, 0, CS_OVERFLOW, 0);
+	((volatile uint32_t *)tp.mem)[0] = 2; /* queue 2 of a two-queue vif */
+	mb();
+	ctrl_expect("mapping_queue_2", CT_SET_MAP, tp.refs[0], 1, 0, CS_INVALID, 0);
+	ctrl_expect("mapping_past_table", CT_SET_MAP, tp.refs[0], 2, 7, CS_INVALID, 0);
+	ctrl_expect("mapping_size_129", CT_SET_MAP_SIZE, 129, 0, 0, CS_INVALID, 0);
+	ctrl_expect("unknown_type_99", 99, 1, 2, 3, CS_NOT_SUPPORTED, 0);
+	ctrl_expect("invalid_type_0", 0, 0, 0, 0, CS_NOT_SUPPORTED, 0);
+	ctrl_expect("bad_flags", CT_SET_FLAGS, 0x10, 0, 0, CS_INVALID, 0);
+	ctrl_expect("get_flags_again", CT_GET_FLAGS, 0, 0, 0, CS_SUCCESS, 0xf);
+	/* steering: ARP hashes to 0, so table entry 0 picks the queue */
+	set_table(&tp, 8, 1, "mapping_all_queue_1");
+	int q1 = 0, q0 = 0;
+	for (int i = 0; i < 3; i++) q1 += probe("steered to queue 1") && reply_queue == 1;
+	set_table(&tp, 8, 0, "mapping_all_queue_0");
+	for (int i = 0; i < 3; i++) q0 += probe("steered to queue 0") && reply_queue == 0;
+	ctrl_expect("set_alg_none", CT_SET_ALG, 0, 0, 0, CS_SUCCESS, 0);
+	int after = probe("hashing off");
+	/* left configured, for the backend's published counters */
+	ctrl_expect("set_alg_toeplitz_again", CT_SET_ALG, 1, 0, 0, CS_SUCCESS, 0);
+	printf("RESULT mode=ctrl checks=%d as_expected=%d steered_q1=%d/3 steered_q0=%d/3 probe_after=%d\n", ctrl_checks,
+	       ctrl_good, q1, q0, after);
+	gfree(&d0);
+	gfree(&tp);
+	gfree(&kp);
+	return 0;
+}
+
+static int mode_ctrlahead(void) {
+	uint32_t st, data;
+	int ok = ctrl_ask(CT_GET_MAP_SIZE, 0, 0, 0, &st, &data) && st == CS_SUCCESS && data == 128;
+	printf("ctrl before: %s\n", ok ? "answered" : "NOT ANSWERED");
+	*idx(&K.ring, REQ_PROD) = K.prod + 1000;
+	mb();
+	notify(K.port);
+	msleep(500);
+	after_fatal("ctrlahead");
+	return 0;
+}
+
 static int parse_mac(const char *s) {
 	unsigned m[6];
 	if (sscanf(s, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) return -1;
@@ -800,6 +1017,10 @@ int main(int argc, char **argv) {
 		printf("RESULT first_probe=%s\n", replies ? "ok" : "failed");
 		/* d0 and ro stay allocated until exit (the backend may still hold them) */
 	} else {
+		if (!strcmp(mode, "ctrl") || !strcmp(mode, "ctrlahead")) {
+			nqueues = 2;
+			K.on = 1;
+		}
 		connect_or_die();
 		if (!probe("first")) printf("RESULT first_probe=failed\n");
 		else printf("RESULT first_probe=ok\n");
@@ -819,6 +1040,8 @@ int main(int argc, char **argv) {
 	else if (!strcmp(mode, "storm")) rc = mode_storm();
 	else if (!strcmp(mode, "flap")) rc = mode_flap();
 	else if (!strcmp(mode, "nodes")) rc = mode_nodes();
+	else if (!strcmp(mode, "ctrl")) rc = mode_ctrl();
+	else if (!strcmp(mode, "ctrlahead")) rc = mode_ctrlahead();
 	else die("unknown mode %s", mode);
 	printf("RESULT totals tx_okay=%lu tx_error=%lu tx_null=%lu tx_other=%lu rx_ok=%lu rx_error=%lu\n", tx_ok, tx_err, tx_null,
 	       tx_other, rx_ok, rx_err);
