@@ -17,6 +17,16 @@ pub const KEY_SIZE: usize = 40;
 /// 2 × 2 port bytes.
 pub const MAX_INPUT: usize = 36;
 
+/// The key of the published RSS verification vectors: Microsoft's
+/// "Verifying the RSS Hash Calculation" and Intel's 82599 datasheet
+/// (7.1.2.8.3, "RSS Verification Suite"); the same table is in DPDK's
+/// app/test/test_thash.c, where it was read. Tests check hashes against it.
+pub const VERIFICATION_KEY: [u8; KEY_SIZE] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b,
+    0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac,
+    0x01, 0xfa,
+];
+
 /// The Toeplitz hash of `input` under `key`.
 ///
 /// A 64-bit window holds the key bits starting at the current input byte;
@@ -43,16 +53,8 @@ pub fn hash(key: &[u8], input: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    /// The verification key and vectors published by Microsoft ("Verifying
-    /// the RSS Hash Calculation", learn.microsoft.com/windows-hardware/
-    /// drivers/network/verifying-the-rss-hash-calculation) and in Intel's
-    /// 82599 datasheet (7.1.2.8.3, "RSS Verification Suite"); the same table
-    /// is in DPDK's app/test/test_thash.c, where it was read for this test.
-    const KEY: [u8; KEY_SIZE] = [
-        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca,
-        0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b,
-        0xbe, 0xac, 0x01, 0xfa,
-    ];
+    /// The vectors published with `VERIFICATION_KEY` (see there).
+    const KEY: [u8; KEY_SIZE] = VERIFICATION_KEY;
 
     /// (destination, destination port, source, source port, IPv4 hash,
     /// IPv4 + TCP hash), in the order of the published table.
