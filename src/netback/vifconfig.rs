@@ -74,8 +74,9 @@ impl VifConfig {
         self.rx_queue_bytes = self.rx_buffers.saturating_mul(buf_capacity);
     }
 
-    /// Buffers `Vif::new` takes from the pool, per queue (the RX queue's;
-    /// TX staging buffers are lent to `poll_tx` and shared by all vifs).
+    /// RX buffer slots per queue: the most buffers one queue may hold from
+    /// the shared pool at once (TX staging buffers are lent to `poll_tx`
+    /// and shared by all vifs).
     pub fn buffers_needed(&self) -> usize {
         self.rx_buffers
     }

@@ -54,8 +54,6 @@ impl PacketBuf for FrameBuf {
 #[derive(Debug, Default)]
 pub struct FramePool {
     free: Vec<FrameBuf>,
-    /// Buffers currently handed out.
-    pub in_use: usize,
 }
 
 impl FramePool {
@@ -85,12 +83,10 @@ impl BufPool for FramePool {
             Some(b) => b,
             None => FrameBuf { base: frames::alloc_zeroed(BUF_FRAMES).ok()? },
         };
-        self.in_use += 1;
         Some(b)
     }
 
     fn free(&mut self, buf: FrameBuf) {
-        self.in_use = self.in_use.saturating_sub(1);
         self.free.push(buf);
     }
 }

@@ -252,16 +252,18 @@ class MultiVifGuest(Guest):
         return got, out
 
 
+def xenstore_kv(xen, path):
+    """A node holding `key=value ...` (xvif's counters) as a dict; {} when
+    the node is missing."""
+    rc, out = xen.sh("xenstore-read %s 2>/dev/null" % path, quiet=True)
+    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
+
+
 def vif_counters(xen, d0, guest):
     """xvif's published counters for each of the guest's vifs: {devid: dict}."""
-    out = {}
-    for k in range(guest.nvifs):
-        rc, text = xen.sh("xenstore-read /local/domain/%d/data/xvif/vifs/vif%d_%d 2>/dev/null"
-                          % (d0, guest.domid, k), quiet=True)
-        out[k] = dict(kv.split("=", 1) for kv in last_line(text).split() if "=" in kv) if rc == 0 else {}
-    return out
+    return {k: xenstore_kv(xen, "/local/domain/%d/data/xvif/vifs/vif%d_%d" % (d0, guest.domid, k))
+            for k in range(guest.nvifs)}
 
 
 def resources(xen, d0):
-    rc, out = xen.sh("xenstore-read /local/domain/%d/data/xvif-resources 2>/dev/null" % d0, quiet=True)
-    return dict(kv.split("=", 1) for kv in last_line(out).split() if "=" in kv) if rc == 0 else {}
+    return xenstore_kv(xen, "/local/domain/%d/data/xvif-resources" % d0)
