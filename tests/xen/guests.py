@@ -15,8 +15,12 @@ def last_line(out):
 
 
 def domid(xen, name):
+    """The domain's id, or None when `xl` knows no such domain. dom0's
+    kernel may print to the same console while `xl` runs, so the answer is
+    the last line that is only digits, not simply the last line."""
     rc, out = xen.sh("xl domid %s 2>/dev/null" % name, quiet=True)
-    return int(last_line(out)) if rc == 0 and last_line(out).isdigit() else None
+    ids = [l.strip() for l in out.splitlines() if l.strip().isdigit()]
+    return int(ids[-1]) if rc == 0 and ids else None
 
 
 def wait_until(what, fn, timeout=120, interval=1.0):

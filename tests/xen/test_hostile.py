@@ -105,9 +105,26 @@ def assert_xvif_alive(xen):
     assert "c" not in state, "xvif crashed: %s" % out
 
 
-def disabled_lines(xen, guest_domid):
-    rc, out = xen.sh("grep -a 'vif%d.0 had been disabled' %s" % (guest_domid, XVIF_CONSOLE), quiet=True)
-    return [l.strip() for l in out.splitlines() if "had been disabled" in l]
+def console_mark(xen):
+    """How many lines xvif's console log holds now."""
+    rc, out = xen.sh("wc -l < %s" % XVIF_CONSOLE, quiet=True)
+    counts = [l.strip() for l in out.splitlines() if l.strip().isdigit()]
+    assert rc == 0 and counts, "cannot count xvif's console lines: %s" % out
+    return int(counts[-1])
+
+
+def disabled_since(xen, mark, guest_domid):
+    """xvif's "had been disabled" lines for the guest's vif printed after
+    console line `mark`."""
+    rc, out = xen.sh("tail -n +%d %s | grep -a 'vif%d.0 had been disabled'" % (mark + 1, XVIF_CONSOLE, guest_domid),
+                     quiet=True)
+    return [l.strip() for l in out.splitlines() if "vif%d.0 had been disabled" % guest_domid in l]
+
+
+def hostile_domid(env):
+    hd = env.h.domid
+    assert hd is not None, "the hostile guest is not running"
+    return hd
 
 
 # ---------------------------------------------------------------- bystander ping
@@ -194,9 +211,9 @@ def result(out, mode, **match):
     raise AssertionError("no RESULT mode=%s %s in:\n%s" % (mode, match, out))
 
 
-def counters_now(env):
+def counters_now(env, hd):
     time.sleep(4.5)   # two publish periods
-    c = vif_counters(env.xen, env.h.domid)
+    c = vif_counters(env.xen, hd)
     assert c, "xvif publishes no counters for the hostile vif (not connected?)"
     return c
 
@@ -206,14 +223,15 @@ def run_case(env, mode, args="", check=None):
     `check(out, counters)` on the held vif, release, then containment and
     resources. Returns (output, counters, ping)."""
     xen = env.xen
-    n_disabled = len(disabled_lines(xen, env.h.domid))
+    hd = hostile_domid(env)
+    mark = console_mark(xen)
     ping_start(env.by, mode)
     out = program(env, mode, args)
     assert "RESULT first_probe=failed" not in out, "the connection did not work before misbehaving:\n" + out
-    c = counters_now(env)
+    c = counters_now(env, hd)
     out = release(env, mode)
     ping = ping_stop(env.by, mode)
-    new_disabled = disabled_lines(xen, env.h.domid)[n_disabled:]
+    new_disabled = disabled_since(xen, mark, hd)
     failed = None
     try:
         facts = check(out, c, new_disabled) if check else {}
@@ -483,8 +501,8 @@ def test_event_channel_storm_then_rebind(env):
     the new vif (on xvif's side most likely the same, reused port) still
     transmits and receives."""
     xen, h = env.xen, env.h
-    hd = h.domid
-    n_disabled = len(disabled_lines(xen, hd))
+    hd = hostile_domid(env)
+    mark = console_mark(xen)
     ping_start(env.by, "storm")
     rc, out = h.run("rm -f %s /tmp/h.storm; (hostile-netfront -s %s -t %s -r %s -d 20 storm; echo HOSTILE-EXIT rc=$?) "
                     "> /tmp/h.storm 2>&1 &" % (RELEASE, HOSTILE_IP, XVIF_IP, RELEASE))
@@ -492,7 +510,7 @@ def test_event_channel_storm_then_rebind(env):
     old_ports, raw_old = lsevtchn_to(xen, hd)
     out = wait_output(env, "storm", "HOSTILE-HOLD", 240)
     new_ports, raw_new = lsevtchn_to(xen, hd)
-    c = counters_now(env)
+    c = counters_now(env, hd)
     out = release(env, "storm")
     ping = ping_stop(env.by, "storm")
     r = result(out, "storm")
@@ -505,7 +523,7 @@ def test_event_channel_storm_then_rebind(env):
     assert r["probe_after_rebind"] == "1", ("the vif connected again (xvif ports %s -> %s) does not transmit:\n%s\n"
                                             "lsevtchn:\n%s" % (old_ports, new_ports, out, raw_new))
     assert c["disabled"] == "false" and int(c["from_guest"]) >= 1, c
-    assert disabled_lines(xen, hd)[n_disabled:] == []
+    assert disabled_since(xen, mark, hd) == []
     assert old_ports and new_ports, "no xvif port bound to the hostile guest seen:\n%s\n%s" % (raw_old, raw_new)
     assert_contained(env, ping, "storm")
     assert_resources_at_baseline(env, "storm")
@@ -515,6 +533,7 @@ def third_guest_connects_meanwhile(env, mode):
     """Runs `mode` until STOP while the third guest is created; the third
     guest must connect and ping xvif. Returns (output, creation seconds)."""
     xen = env.xen
+    hd = hostile_domid(env)
     ping_start(env.by, mode)
     rc, out = env.h.run("rm -f %s %s /tmp/h.%s; (hostile-netfront -s %s -t %s -r %s -x %s -d 600 %s; "
                         "echo HOSTILE-EXIT rc=$?) > /tmp/h.%s 2>&1 &"
@@ -530,7 +549,7 @@ def third_guest_connects_meanwhile(env, mode):
     finally:
         env.h.run("touch %s" % STOP)
     out = wait_output(env, mode, "HOSTILE-HOLD", 240)
-    c = counters_now(env)
+    c = counters_now(env, hd)
     out = release(env, mode)
     ping = ping_stop(env.by, mode)
     env.third.destroy()
@@ -581,10 +600,10 @@ def test_destroyed_hostile_guest_returns_resources_to_baseline(env):
     channels, buffers, heap and frames return to the baseline taken before
     the hostile guest existed."""
     xen, h = env.xen, env.h
-    n_disabled = len(disabled_lines(xen, h.domid))
+    hd = hostile_domid(env)
+    mark = console_mark(xen)
     ping_start(env.by, "destroy")
     program(env, "good")
-    hd = h.domid
     settled(xen, "2")     # the hostile vif is connected when its guest goes
     xen.sh("xl destroy %s" % h.name, timeout=120)
     wait_until("the hostile guest's backend directory removed",
@@ -594,4 +613,4 @@ def test_destroyed_hostile_guest_returns_resources_to_baseline(env):
     now = assert_resources_at_baseline(env, "destroy")
     record(env, "destroy", ping, resources=" ".join("%s=%s" % x for x in sorted(now.items())))
     assert_contained(env, ping, "destroy")
-    assert disabled_lines(xen, hd)[n_disabled:] == []
+    assert disabled_since(xen, mark, hd) == []

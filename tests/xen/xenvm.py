@@ -427,7 +427,11 @@ class XenVM:
         # Keep the tty echo on: with `stty -echo` busybox ash reads with plain
         # fgets(), and a SIGCHLD during that read ends the shell.
         self.ready = True
-        rc, out = self.sh("true", timeout=60, record=False)
+        # dom0's kernel warnings (the clocksource watchdog under emulation)
+        # would land in the middle of command output on this console: keep
+        # only errors and worse there; `dmesg` still has everything and the
+        # diagnostics show its tail.
+        rc, out = self.sh("dmesg -n 4", timeout=60, record=False)
         self.timing("qemu_start_to_dom0_shell", self.t())
         d = dict(self.timings)
         self.timing("xen_banner_to_dom0_ready",
@@ -647,9 +651,10 @@ class XenVM:
                 "echo '----- xl list'; xl list 2>&1; "
                 "echo '----- xl dmesg: guest lines (port 0xe9)'; xl dmesg 2>&1 | grep -a '^(d[0-9]' | tail -n %d; "
                 "echo '----- xl dmesg: last Xen lines'; xl dmesg 2>&1 | grep -av '^(d[0-9]' | tail -n %d; "
+                "echo '----- dom0 dmesg (tail)'; dmesg 2>&1 | tail -n %d; "
                 "for f in /var/log/xen/console/*.log /var/log/xen/xl-*.log; do "
                 "[ -f \"$f\" ] || continue; echo \"----- $f (tail)\"; tail -n %d \"$f\"; done"
-            ) % (lines, lines // 2, lines)
+            ) % (lines, lines // 2, lines // 2, lines)
             try:
                 rc, out = self.sh(script, timeout=60, raw=True, record=False, quiet=True)
                 parts.append(strip_escapes(out).strip("\n"))
