@@ -26,6 +26,7 @@ use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, XenGrantOps};
 use crate::switch::meta::{FrameMeta, PortCaps};
 use crate::switch::{PortConfig, PortId, Switch, SwitchConfig};
+use crate::xen::evtchn::NotifyBatch;
 use crate::xenbus::backend::VifId;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -62,6 +63,8 @@ pub struct DataPlane {
     nic: Option<NicPort>,
     /// Taken from the pool when the first vif connects, kept after.
     staging: Option<TxStaging<FrameBuf>>,
+    /// The guests this turn owes a notification, sent together at its end.
+    notify: NotifyBatch,
 }
 
 impl DataPlane {
@@ -121,16 +124,18 @@ impl DataPlane {
             mgmt_at: None,
             nic,
             staging: None,
+            notify: NotifyBatch::new(),
         }
     }
 
     /// Polls the NIC, every vif and the management stack; true when
-    /// anything moved.
+    /// anything moved. The guests' notifications go out together at the
+    /// end, one hypercall for all of them.
     pub fn poll(&mut self, now: u64) -> bool {
         self.serve_console();
         let gnt = XenGrantOps;
         let mut busy = false;
-        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, .. } = self;
+        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, notify, .. } = self;
         if let Some(n) = nic.as_mut() {
             let fired = n.dev.irq.as_ref().is_some_and(IrqFlag::take);
             busy |= n.dev.nic.service(now);
@@ -163,7 +168,7 @@ impl DataPlane {
             {
                 let o = slot.vif.poll_ctrl(&gnt, staging);
                 if o.notify {
-                    let _ = xen::evtchn_send(c.evt);
+                    notify.add(c.evt);
                 }
                 c.more = o.more;
                 busy |= o.progress || o.more;
@@ -185,7 +190,7 @@ impl DataPlane {
                     let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
                 });
                 if o.notify {
-                    let _ = xen::evtchn_send(qs.tx_evt);
+                    notify.add(qs.tx_evt);
                 }
                 qs.more = o.more;
                 qs.credit_wait = o.wait_until.is_some();
@@ -213,11 +218,12 @@ impl DataPlane {
             for (q, qs) in slot.queues.iter().enumerate() {
                 let o = slot.vif.poll_rx(q, &gnt);
                 if o.notify {
-                    let _ = xen::evtchn_send(qs.rx_evt);
+                    notify.add(qs.rx_evt);
                 }
                 busy |= o.progress;
             }
         }
+        notify.send(xen::evtchn_send_many);
         busy
     }
 

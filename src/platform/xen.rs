@@ -17,8 +17,8 @@ mod events;
 mod foreign;
 pub use console::{attach_console, console_answer, console_dropped, console_read};
 pub use events::{
-    evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_close, evtchn_send, next_unmask, poll_events, take_fired,
-    throttled,
+    evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_close, evtchn_send, evtchn_send_many, next_unmask,
+    poll_events, take_fired, throttled,
 };
 pub use foreign::{MappedGrant, bind_counted, close_counted, map_grant, resources, unmap_failures};
 

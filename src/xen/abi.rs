@@ -9,6 +9,8 @@ use core::mem::size_of;
 pub mod hcall {
     /// `__HYPERVISOR_memory_op`.
     pub const MEMORY_OP: u32 = 12;
+    /// `__HYPERVISOR_multicall`.
+    pub const MULTICALL: u32 = 13;
     /// `__HYPERVISOR_xen_version`.
     pub const XEN_VERSION: u32 = 17;
     /// `__HYPERVISOR_console_io`.
@@ -162,6 +164,20 @@ pub struct EvtchnPortArg {
     /// Port.
     pub port: u32,
 }
+
+/// `struct multicall_entry` (xen/include/public/xen.h): one hypercall of a
+/// `__HYPERVISOR_multicall` batch; Xen writes its return value to `result`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MulticallEntry {
+    /// Hypercall number.
+    pub op: u64,
+    /// Its return value (out).
+    pub result: i64,
+    /// Its arguments.
+    pub args: [u64; 6],
+}
+const _: () = assert!(size_of::<MulticallEntry>() == 64);
 
 /// Grant-table ops (xen/include/public/grant_table.h).
 pub mod gnttabop {

@@ -1,11 +1,13 @@
 //! 2-level event channels: scanning the pending/mask bitmaps of
-//! `shared_info` (xen/include/public/xen.h) and a per-port rate limit so a
-//! peer that storms one port cannot starve the others (XSA-332).
+//! `shared_info` (xen/include/public/xen.h), a per-port rate limit so a
+//! peer that storms one port cannot starve the others (XSA-332), and the
+//! notifications one loop turn owes, sent together at its end.
 #![forbid(unsafe_code)]
 
 use super::EvtchnPort;
 use super::abi::EVTCHN_2L_PORTS;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 /// Scans pending ports. `sel` is the (already swapped-out) selector word;
 /// `pending(i)`/`mask(i)` read bitmap word `i`. Each pending, unmasked port is
@@ -122,6 +124,53 @@ impl RateLimiter {
     }
 }
 
+/// Ports to notify, each once, gathered during a loop turn and sent
+/// together at its end (one multicall: one hypercall, so one VM exit, for
+/// every guest the turn served). A port added twice (a frontend with one
+/// channel for TX and RX) is notified once.
+#[derive(Debug, Default)]
+pub struct NotifyBatch {
+    ports: Vec<EvtchnPort>,
+}
+
+impl NotifyBatch {
+    /// Ports notified in one hypercall at most; a turn that owes more sends
+    /// several batches.
+    pub const MAX: usize = 32;
+
+    /// An empty batch with room for `MAX` ports, so that adding does not
+    /// allocate on the packet path.
+    pub fn new() -> Self {
+        Self { ports: Vec::with_capacity(Self::MAX) }
+    }
+
+    /// Adds `port` unless it is already in.
+    pub fn add(&mut self, port: EvtchnPort) {
+        if !self.ports.contains(&port) {
+            self.ports.push(port);
+        }
+    }
+
+    /// Ports to notify.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// True when no port is owed a notification.
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// Hands the ports to `send` in groups of at most `MAX` and empties the
+    /// batch; `send` returns how many of its group failed. Returns the total
+    /// of failures.
+    pub fn send(&mut self, mut send: impl FnMut(&[EvtchnPort]) -> usize) -> usize {
+        let failed = self.ports.chunks(Self::MAX).map(&mut send).sum();
+        self.ports.clear();
+        failed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +220,33 @@ mod tests {
             assert!(rl.allow(storm, 0));
         }
         assert!(rl.allow(storm, 1_000_000));
+    }
+
+    #[test]
+    fn a_turns_notifications_go_once_each_in_groups() {
+        let mut b = NotifyBatch::new();
+        for p in [5, 7, 5, 9, 7] {
+            b.add(EvtchnPort(p));
+        }
+        assert_eq!(b.len(), 3, "each port once");
+        let mut groups = Vec::new();
+        let failed = b.send(|g| {
+            groups.push(g.to_vec());
+            usize::from(g.contains(&EvtchnPort(9)))
+        });
+        assert_eq!(groups, vec![vec![EvtchnPort(5), EvtchnPort(7), EvtchnPort(9)]]);
+        assert_eq!(failed, 1);
+        assert!(b.is_empty(), "sending empties the batch");
+        assert_eq!(b.send(|_| panic!("nothing to send")), 0);
+        // More ports than one hypercall takes: full groups, then the rest.
+        for p in 0..(NotifyBatch::MAX as u32 * 2 + 3) {
+            b.add(EvtchnPort(p));
+        }
+        let mut sizes = Vec::new();
+        b.send(|g| {
+            sizes.push(g.len());
+            0
+        });
+        assert_eq!(sizes, vec![NotifyBatch::MAX, NotifyBatch::MAX, 3]);
     }
 }

@@ -1,9 +1,10 @@
 //! Event channels: the hypercalls, and the 2-level bitmaps in shared_info
 //! behind the main loop's dispatcher (storm limiter, fired ports).
 
-use super::{EVENTS, EVENTS_PENDING, hcall_ptr, si_u64};
+use super::{EVENTS, EVENTS_PENDING, hcall_ptr, hypercall, si_u64};
 use crate::xen::abi::{self, hcall, shared_info as si};
 use crate::xen::events::{EventChannels, EventWords};
+use crate::xen::evtchn::NotifyBatch;
 use crate::xen::{DomId, EvtchnPort, XenError};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +15,32 @@ fn evtchn_op<T>(cmd: u64, arg: &mut T) -> Result<(), XenError> {
 /// Notifies the peer of `port`.
 pub fn evtchn_send(port: EvtchnPort) -> Result<(), XenError> {
     evtchn_op(abi::evtchnop::SEND, &mut abi::EvtchnPortArg { port: port.0 })
+}
+
+/// Notifies the peers of `ports` (at most `NotifyBatch::MAX`) in one
+/// hypercall: a single port with EVTCHNOP_send, more with a multicall of
+/// them. Returns how many were not sent.
+pub fn evtchn_send_many(ports: &[EvtchnPort]) -> usize {
+    match ports {
+        [] => 0,
+        [one] => usize::from(evtchn_send(*one).is_err()),
+        _ => {
+            let n = ports.len().min(NotifyBatch::MAX);
+            let mut args = [abi::EvtchnPortArg::default(); NotifyBatch::MAX];
+            let mut calls = [abi::MulticallEntry::default(); NotifyBatch::MAX];
+            for ((a, c), p) in args.iter_mut().zip(calls.iter_mut()).zip(ports) {
+                a.port = p.0;
+                c.op = u64::from(hcall::EVENT_CHANNEL_OP);
+                c.args[0] = abi::evtchnop::SEND;
+                c.args[1] = a as *mut abi::EvtchnPortArg as u64;
+            }
+            let calls = calls.get_mut(..n).unwrap_or_default();
+            if hypercall(hcall::MULTICALL, calls.as_mut_ptr() as u64, n as u64, 0) != 0 {
+                return ports.len();
+            }
+            calls.iter().filter(|c| c.result != 0).count() + (ports.len() - n)
+        }
+    }
 }
 
 /// Closes `port`, first lifting any mask the storm limiter set on it (the
