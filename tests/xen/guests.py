@@ -14,13 +14,18 @@ def last_line(out):
     return lines[-1].strip() if lines else ""
 
 
+def last_number(out):
+    """The last line of `out` that is only digits, as an int, or None. dom0's
+    kernel may print to the same console while a command runs, so a
+    command's one-number answer is not always its last line."""
+    nums = [l.strip() for l in out.splitlines() if l.strip().isdigit()]
+    return int(nums[-1]) if nums else None
+
+
 def domid(xen, name):
-    """The domain's id, or None when `xl` knows no such domain. dom0's
-    kernel may print to the same console while `xl` runs, so the answer is
-    the last line that is only digits, not simply the last line."""
+    """The domain's id, or None when `xl` knows no such domain."""
     rc, out = xen.sh("xl domid %s 2>/dev/null" % name, quiet=True)
-    ids = [l.strip() for l in out.splitlines() if l.strip().isdigit()]
-    return int(ids[-1]) if rc == 0 and ids else None
+    return last_number(out) if rc == 0 else None
 
 
 def wait_until(what, fn, timeout=120, interval=1.0):

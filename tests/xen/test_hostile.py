@@ -25,8 +25,8 @@ import time
 
 import pytest
 
-from guests import (XVIF_CONSOLE, Guest, domid, last_line, record_console_crashes, start_xvif, wait_until,
-                    xl_create)
+from guests import (XVIF_CONSOLE, Guest, domid, last_line, last_number, record_console_crashes, start_xvif,
+                    wait_until, xl_create)
 
 XVIF_IP = "10.0.3.1"
 HOSTILE_IP = "10.0.3.9"     # the sender address of its ARP requests
@@ -108,9 +108,9 @@ def assert_xvif_alive(xen):
 def console_mark(xen):
     """How many lines xvif's console log holds now."""
     rc, out = xen.sh("wc -l < %s" % XVIF_CONSOLE, quiet=True)
-    counts = [l.strip() for l in out.splitlines() if l.strip().isdigit()]
-    assert rc == 0 and counts, "cannot count xvif's console lines: %s" % out
-    return int(counts[-1])
+    count = last_number(out)
+    assert rc == 0 and count is not None, "cannot count xvif's console lines: %s" % out
+    return count
 
 
 def disabled_since(xen, mark, guest_domid):
