@@ -136,11 +136,30 @@ fn recurse(depth: u64, limit: u64) -> u64 {
 }
 
 /// The kernel after platform bring-up: configuration, self tests, the poll loop.
-pub fn run(p: platform::Platform) -> ! {
+pub fn run(mut p: platform::Platform) -> ! {
+    let mut cmdline_from = "";
+    if let (true, Some(Ok(info))) = (p.boot.cmdline().is_empty(), &p.xen) {
+        match crate::xenhost::boot_cmdline(info) {
+            Ok(Some(line)) => {
+                p.boot.set_cmdline(&line);
+                cmdline_from = " (from xenstore xvif/cmdline)";
+            }
+            Ok(None) => {}
+            Err(e) => p.warnings.push(alloc::format!("xenstore: cannot read {}: {e}", crate::xenhost::CMDLINE_KEY)),
+        }
+    }
     let (cfg, issues) = config::parse(p.boot.cmdline());
     logger::init(cfg.log);
     info!("xvif {} booting (PVH start_info v{})", env!("CARGO_PKG_VERSION"), p.boot.version);
-    info!("command line: '{}'", p.boot.cmdline());
+    info!("command line: '{}'{cmdline_from}", p.boot.cmdline());
+    if let Some(h) = &p.hvm {
+        info!(
+            "HVM container: {} vCPU(s), RAM below 4 GiB to {:#x}, memory types {:?}",
+            h.nr_vcpus,
+            u64::from(h.low_mem_pgend) << 12,
+            p.mtrr
+        );
+    }
     for i in &issues {
         warn!("config: {i}");
     }
@@ -184,7 +203,7 @@ pub fn run(p: platform::Platform) -> ! {
     }
     poller.add(Box::new(ShellTask { com1: LineReader::default(), pv: LineReader::default(), waiting: false }));
     // The NIC first: under Xen it becomes a port of the vifs' switch.
-    let mut nic = crate::net::probe(p.acpi.as_ref(), &cfg);
+    let mut nic = crate::net::probe(p.acpi.as_ref(), &cfg, p.hvm.is_some());
     let mut on_xen: Option<u16> = None;
     let mut pv_console = false;
     match &p.xen {

@@ -9,6 +9,7 @@ use crate::config::{Config, NicMode};
 use crate::dataplane::DataPlane;
 use crate::drivers::e1000::{self, E1000};
 use crate::drivers::pci::{self, PciDevice, cmd};
+use crate::drivers::pci_place::{Windows, place_bars};
 use crate::drivers::port::{Port, PortStats};
 use crate::drivers::virtio_net::{self, VirtioNet};
 use crate::hal::Hal;
@@ -16,6 +17,7 @@ use crate::platform::devhal::Hw;
 use crate::platform::irq::IrqFlag;
 use crate::platform::pci_cfg;
 use crate::timer::{Nanos, Progress, Task};
+use crate::xen::hvm_info;
 use log::{info, warn};
 
 /// Polling interval in `nic=poll` mode (and the housekeeping interval otherwise).
@@ -113,8 +115,24 @@ pub(crate) fn mac_str(m: [u8; 6]) -> alloc::string::String {
     alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }
 
+/// The GSI `dev`'s INTx line asserts: in an HVM container Xen's fixed
+/// wiring (nobody wrote the interrupt-line register), elsewhere the ISA IRQ
+/// the firmware wrote there.
+fn intx_gsi(dev: &PciDevice, hvm: bool) -> Option<u32> {
+    if hvm {
+        return hvm_info::pci_intx_gsi(dev.bdf.bus, dev.bdf.dev, dev.irq_pin);
+    }
+    (dev.irq_pin != 0 && dev.irq_line != 0 && dev.irq_line != 0xff).then_some(u32::from(dev.irq_line))
+}
+
 /// Chooses and programs the interrupt for `dev`: MSI-X, then MSI, then INTx.
-fn setup_irq(cfgs: &pci_cfg::Config, dev: &PciDevice, mode: NicMode, madt: bool) -> (Option<IrqFlag>, &'static str) {
+fn setup_irq(
+    cfgs: &pci_cfg::Config,
+    dev: &PciDevice,
+    mode: NicMode,
+    madt: bool,
+    hvm: bool,
+) -> (Option<IrqFlag>, &'static str) {
     if mode == NicMode::Poll {
         return (None, "polling (nic=poll)");
     }
@@ -129,17 +147,17 @@ fn setup_irq(cfgs: &pci_cfg::Config, dev: &PciDevice, mode: NicMode, madt: bool)
     if dev.cap(pci::cap_id::MSI).is_some() && pci::enable_msi(cfgs, dev, msg.0, msg.1).is_ok() {
         return (Some(flag), "MSI");
     }
-    if madt && dev.irq_pin != 0 && dev.irq_line != 0 && dev.irq_line != 0xff && flag.route_intx(u32::from(dev.irq_line))
-    {
+    if madt && intx_gsi(dev, hvm).is_some_and(|gsi| flag.route_intx(gsi)) {
         pci::enable(cfgs, dev.bdf, 0, cmd::INTX_DISABLE);
         return (Some(flag), "INTx");
     }
     (None, "polling (no usable interrupt)")
 }
 
-/// Finds a NIC and starts it with the management stack; None when there is none.
-/// Finds and brings up the first supported NIC.
-pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<NicDev> {
+/// Finds and brings up the first supported NIC; None when there is none.
+/// `hvm`: in an HVM container, where no firmware placed BARs or wrote
+/// interrupt lines.
+pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config, hvm: bool) -> Option<NicDev> {
     let ecam = acpi.map_or(&[][..], |a| &a.ecam[..]);
     let cfgs = pci_cfg::Config::new(ecam);
     let access = if matches!(cfgs, pci_cfg::Config::Ecam(_)) { "ECAM" } else { "port I/O" };
@@ -157,15 +175,29 @@ pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config) -> Option<NicDev> {
         );
     }
     let madt = acpi.is_some_and(|a| a.madt.is_some());
-    for dev in &devs {
-        let is_e1000 = dev.vendor == e1000::VENDOR && e1000::DEVICES.contains(&dev.device);
-        let is_virtio = virtio_net::matches(dev.vendor, dev.device);
+    for found in &devs {
+        let is_e1000 = found.vendor == e1000::VENDOR && e1000::DEVICES.contains(&found.device);
+        let is_virtio = virtio_net::matches(found.vendor, found.device);
         if !is_e1000 && !is_virtio {
             continue;
         }
+        let mut placed = found.clone();
+        let dev = &mut placed;
+        if hvm {
+            let w = Windows { mem: hvm_info::PCI_MEM_WINDOW, io: hvm_info::PCI_IO_WINDOW };
+            match place_bars(&cfgs, &devs, dev, &w) {
+                Ok(0) => {}
+                Ok(n) => info!("pci: {} placed {n} BAR(s): {:x?}", dev.bdf, dev.bars),
+                Err(e) => {
+                    warn!("nic: {} cannot place its BARs: {e:?}", dev.bdf);
+                    continue;
+                }
+            }
+        }
+        let dev = &*dev;
         pci::enable(&cfgs, dev.bdf, cmd::MEM | cmd::MASTER, cmd::IO);
         // Interrupts first: virtio binds its queues to the MSI-X vector at bring-up.
-        let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt);
+        let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt, hvm);
         let nic = if is_e1000 {
             let Some((bar, size)) = dev.mem_bar(0) else { continue };
             match Hw.map_regs(bar, size).map_err(e1000::E1000Error::Hal).and_then(|r| E1000::new(Hw, r)) {

@@ -107,6 +107,21 @@ const PUBLISH_IN_FLIGHT: usize = 4;
 const PUBLISH_PER_S: u32 = 8;
 const PUBLISH_BURST: u32 = 16;
 
+/// Where a domain without a command line (an HVM container: the domain
+/// builder passes none) finds one, relative to its own xenstore home. The
+/// toolstack writes it between `xl create -p` and `xl unpause`.
+pub const CMDLINE_KEY: &str = "xvif/cmdline";
+
+/// The command line stored under `CMDLINE_KEY`; None when there is none.
+pub fn boot_cmdline(info: &xen::XenInfo) -> Result<Option<alloc::vec::Vec<u8>>, XsError> {
+    let io = xen::StoreIo::new(info).ok_or(XsError::BadRequest("xenstore page outside the identity map"))?;
+    match Client::new().read(&io, 0, CMDLINE_KEY) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_enoent() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl XenHost {
     /// Connects to xenstore and registers our watches. Takes the NIC out of
     /// `nic` (for the switch) only when it succeeds.

@@ -3,6 +3,7 @@
 
 pub mod e1000;
 pub mod pci;
+pub mod pci_place;
 pub mod port;
 pub mod virtio_net;
 

@@ -15,6 +15,7 @@ pub mod idt;
 pub mod irq;
 pub mod logger;
 pub mod mmio;
+pub mod mtrr;
 pub mod paging;
 pub mod pci_cfg;
 pub mod phys;
@@ -26,6 +27,7 @@ pub mod xen;
 use crate::acpi::{self, AcpiInfo};
 use crate::bootinfo::BootInfo;
 use crate::memory;
+use crate::xen::hvm_info::{self, HvmInfo};
 use core::arch::global_asm;
 
 global_asm!(include_str!("../../boot/entry.S"), options(att_syntax));
@@ -62,6 +64,11 @@ pub struct Platform {
     pub ioapics: usize,
     /// Xen, when running on it: what came up, or why not.
     pub xen: Option<Result<xen::XenInfo, crate::xen::XenError>>,
+    /// The domain builder's HVM info table: present only in an HVM
+    /// container (a domain with a device model), absent under PVH.
+    pub hvm: Option<HvmInfo>,
+    /// What was done about memory types in an HVM container.
+    pub mtrr: Option<mtrr::Mtrr>,
     /// Early problems to log once the logger is configured.
     pub warnings: alloc::vec::Vec<alloc::string::String>,
 }
@@ -118,13 +125,20 @@ pub fn init(start_info: u64) -> Platform {
     }
     let tsc_source = time::calibrate(xen_base.and_then(xen::tsc_khz));
 
-    let acpi = match acpi::discover(&phys::Firmware, boot.rsdp_paddr) {
-        Ok(a) => Some(a),
-        Err(e) => {
+    let hvm = xen_base.and_then(|_| {
+        let mut t = [0u8; hvm_info::HVM_INFO_READ];
+        phys::read(hvm_info::HVM_INFO_PADDR, &mut t).then(|| HvmInfo::parse(&t)).flatten()
+    });
+    let acpi = match (acpi::discover(&phys::Firmware, boot.rsdp_paddr), &hvm) {
+        (Ok(a), _) => Some(a),
+        // No firmware built tables: the container's fixed interrupt wiring.
+        (Err(_), Some(h)) => Some(AcpiInfo { madt: Some(h.madt()), ..AcpiInfo::default() }),
+        (Err(e), None) => {
             warnings.push(alloc::format!("ACPI: {e:?}; no I/O APIC routing, no ACPI power-off"));
             None
         }
     };
+    let mtrr = hvm.map(|_| mtrr::write_back_unless_set(hvm_info::PCI_MEM_WINDOW.start));
     let lapic_phys = acpi.as_ref().and_then(|a| a.madt.as_ref()).map_or(0xfee0_0000, |m| m.lapic_addr);
     if let Err(e) = apic::init(lapic_phys, time::delay_us) {
         warnings.push(alloc::format!("local APIC at {lapic_phys:#x}: {e:?}"));
@@ -139,7 +153,7 @@ pub fn init(start_info: u64) -> Platform {
         }
     }
     let xen = xen_base.map(xen::init);
-    Platform { boot, heap_bytes: plan.heap.end - plan.heap.start, acpi, tsc_source, ioapics, xen, warnings }
+    Platform { boot, heap_bytes: plan.heap.end - plan.heap.start, acpi, tsc_source, ioapics, xen, hvm, mtrr, warnings }
 }
 
 /// Reads the unmapped stack guard page: the page-fault self test.

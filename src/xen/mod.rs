@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod evtchn;
 pub mod grant;
+pub mod hvm_info;
 pub mod ring;
 pub mod xenstore;
 
