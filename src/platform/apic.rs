@@ -1,42 +1,37 @@
 //! Local APIC (timer, EOI) and I/O APIC (legacy IRQ routing from the MADT).
 
+use super::mmio::Window;
 use super::{cpu, idt, paging};
 use crate::acpi::{Madt, Polarity, Trigger};
-use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
+use volatile::VolatileFieldAccess;
 
-static LAPIC: AtomicU64 = AtomicU64::new(0);
+/// The local APIC's register page, once `init` has mapped it.
+static LAPIC: spin::Once<Window> = spin::Once::new();
 /// LAPIC timer ticks per millisecond (divide-by-16).
 static TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 static TIMER_VECTOR: AtomicU64 = AtomicU64::new(0);
 
-const REG_ID: u64 = 0x20;
-const REG_EOI: u64 = 0xb0;
-const REG_SVR: u64 = 0xf0;
-const REG_LVT_TIMER: u64 = 0x320;
-const REG_TIMER_INIT: u64 = 0x380;
-const REG_TIMER_CUR: u64 = 0x390;
-const REG_TIMER_DIV: u64 = 0x3e0;
+const REG_ID: usize = 0x20;
+const REG_EOI: usize = 0xb0;
+const REG_SVR: usize = 0xf0;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_TIMER_INIT: usize = 0x380;
+const REG_TIMER_CUR: usize = 0x390;
+const REG_TIMER_DIV: usize = 0x3e0;
 const LVT_MASKED: u32 = 1 << 16;
 
-fn lapic_write(reg: u64, v: u32) {
-    let base = LAPIC.load(Ordering::Relaxed);
-    if base != 0 {
+fn lapic_write(reg: usize, v: u32) {
+    if let Some(lapic) = LAPIC.get() {
         super::exits::count(if reg == REG_EOI { super::exits::Exit::Eoi } else { super::exits::Exit::LapicWrite });
-        // SAFETY: `base` is the LAPIC page mapped uncached by `init`; `reg` is
-        // an architectural register offset below 0x400.
-        unsafe { ptr::write_volatile((base + reg) as usize as *mut u32, v) }
+        lapic.write(reg, v);
     }
 }
 
-fn lapic_read(reg: u64) -> u32 {
-    let base = LAPIC.load(Ordering::Relaxed);
-    if base == 0 {
-        return 0;
-    }
+fn lapic_read(reg: usize) -> u32 {
+    let Some(lapic) = LAPIC.get() else { return 0 };
     super::exits::count(super::exits::Exit::LapicRead);
-    // SAFETY: as in `lapic_write`.
-    unsafe { ptr::read_volatile((base + reg) as usize as *const u32) }
+    lapic.read(reg, 0)
 }
 
 /// Masks and remaps the legacy 8259 PICs so they can never raise vectors
@@ -67,7 +62,9 @@ pub fn init(phys: u64, calib: impl Fn(u64)) -> Result<(), paging::MapError> {
     let msr = cpu::rdmsr(0x1b);
     cpu::wrmsr(0x1b, (msr & !0xfff) | (1 << 11) | (msr & (1 << 8)));
     let base = paging::map_mmio(phys, 0x1000)?;
-    LAPIC.store(base, Ordering::Relaxed);
+    // SAFETY: `map_mmio` mapped the LAPIC page uncached and never unmaps it;
+    // it holds registers only.
+    LAPIC.call_once(|| unsafe { Window::new(base, 0x1000) });
     lapic_write(REG_SVR, 0x100 | u32::from(idt::SPURIOUS_VECTOR));
     let vector = idt::alloc_vector(timer_irq).unwrap_or(idt::FIRST_IRQ_VECTOR);
     TIMER_VECTOR.store(u64::from(vector), Ordering::Relaxed);
@@ -125,10 +122,23 @@ pub fn eoi() {
     lapic_write(REG_EOI, 0);
 }
 
+/// An I/O APIC's register window (82093AA datasheet §3.0): an index
+/// register and a data window onto the register it selects.
+#[repr(C)]
+#[derive(Clone, Copy, VolatileFieldAccess)]
+struct IoApicRegs {
+    /// 0x00 IOREGSEL.
+    select: u32,
+    _reserved: [u32; 3],
+    /// 0x10 IOWIN.
+    window: u32,
+}
+const _: () = assert!(core::mem::size_of::<IoApicRegs>() == 0x14);
+
 /// One I/O APIC, mapped.
 #[derive(Debug, Clone, Copy)]
 pub struct IoApic {
-    base: u64,
+    regs: Window,
     /// First GSI.
     pub gsi_base: u32,
     /// Number of pins.
@@ -136,21 +146,20 @@ pub struct IoApic {
 }
 
 impl IoApic {
+    /// Selects `reg` and writes it. The select-then-access pair is not
+    /// atomic: callers hold `IOAPICS` or run with interrupts off.
     fn write(&self, reg: u32, v: u32) {
-        // SAFETY: `base` maps the I/O APIC's register window (IOREGSEL at 0,
-        // IOWIN at 0x10) uncached; single CPU, interrupts off during routing.
-        unsafe {
-            ptr::write_volatile(self.base as usize as *mut u32, reg);
-            ptr::write_volatile((self.base + 0x10) as usize as *mut u32, v);
+        if let Some(r) = self.regs.at::<IoApicRegs>(0) {
+            r.select().write(reg);
+            r.window().write(v);
         }
     }
 
+    /// Selects `reg` and reads it (all-ones if the window is too small).
     fn read(&self, reg: u32) -> u32 {
-        // SAFETY: as in `write`.
-        unsafe {
-            ptr::write_volatile(self.base as usize as *mut u32, reg);
-            ptr::read_volatile((self.base + 0x10) as usize as *const u32)
-        }
+        let Some(r) = self.regs.at::<IoApicRegs>(0) else { return u32::MAX };
+        r.select().write(reg);
+        r.window().read()
     }
 }
 
@@ -161,7 +170,10 @@ pub fn init_ioapics(madt: &Madt) -> usize {
     let mut list = IOAPICS.lock();
     for a in &madt.ioapics {
         let Ok(base) = paging::map_mmio(a.addr, 0x20) else { continue };
-        let mut io = IoApic { base, gsi_base: a.gsi_base, pins: 0 };
+        // SAFETY: `map_mmio` mapped the I/O APIC's 0x20-byte register window
+        // uncached and never unmaps it; it holds registers only.
+        let regs = unsafe { Window::new(base, 0x20) };
+        let mut io = IoApic { regs, gsi_base: a.gsi_base, pins: 0 };
         io.pins = ((io.read(1) >> 16) & 0xff) + 1;
         for pin in 0..io.pins {
             io.write(0x10 + 2 * pin, 1 << 16);

@@ -2,16 +2,16 @@
 //! owned by one driver and returned to the allocator on drop.
 
 use super::frames;
+use super::mmio::Window;
 use crate::hal::{DmaRegion, HalError};
 use crate::memory::PAGE_SIZE;
-use core::ptr;
 
 /// Contiguous zeroed frames shared with a device.
 #[derive(Debug)]
 pub struct Dma {
     paddr: u64,
     pages: u64,
-    len: usize,
+    win: Window,
 }
 
 impl Dma {
@@ -19,11 +19,17 @@ impl Dma {
     pub fn alloc(bytes: usize) -> Result<Self, HalError> {
         let pages = (bytes.max(1) as u64).div_ceil(PAGE_SIZE);
         let paddr = frames::alloc_zeroed(pages).map_err(|_| HalError::NoDmaMemory(bytes))?;
-        Ok(Self { paddr, pages, len: (pages * PAGE_SIZE) as usize })
+        // SAFETY: the frames are identity-mapped RAM that the frame allocator
+        // handed to this region alone until `drop`; words are accessed only
+        // through the window, and buffers are lent as slices only under the
+        // `DmaRegion::with_slice` contract (see there).
+        let win = unsafe { Window::new(paddr, (pages * PAGE_SIZE) as usize) };
+        Ok(Self { paddr, pages, win })
     }
 
-    fn addr(&self, off: usize, size: usize) -> Option<usize> {
-        (off.checked_add(size)? <= self.len && off.is_multiple_of(size)).then(|| self.paddr as usize + off)
+    /// Byte `off..off + len` as an address, when inside the region.
+    fn span(&self, off: usize, len: usize) -> Option<usize> {
+        (off.checked_add(len)? <= self.win.len()).then(|| self.win.base() + off)
     }
 }
 
@@ -38,19 +44,11 @@ impl Drop for Dma {
 macro_rules! rw {
     ($read:ident, $write:ident, $t:ty) => {
         fn $read(&self, off: usize) -> $t {
-            let Some(a) = self.addr(off, core::mem::size_of::<$t>()) else { return 0 };
-            // SAFETY: `a` is aligned and inside frames this region owns
-            // (identity-mapped RAM from the frame allocator, handed to no one
-            // else); volatile because the device may write it concurrently.
-            unsafe { ptr::read_volatile(a as *const $t) }
+            self.win.read(off, 0)
         }
 
         fn $write(&self, off: usize, v: $t) {
-            let Some(a) = self.addr(off, core::mem::size_of::<$t>()) else { return };
-            // SAFETY: as for the read; no Rust reference to this memory is
-            // live while a word is written (slices are only lent in closures
-            // that take `&mut self`, or `&self` for reads of owned buffers).
-            unsafe { ptr::write_volatile(a as *mut $t, v) }
+            self.win.write(off, v)
         }
     };
 }
@@ -61,7 +59,7 @@ impl DmaRegion for Dma {
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.win.len()
     }
 
     rw!(read8, write8, u8);
@@ -70,10 +68,7 @@ impl DmaRegion for Dma {
     rw!(read64, write64, u64);
 
     fn with_slice<R>(&self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let end = off.checked_add(len)?;
-        if end > self.len {
-            return None;
-        }
+        let addr = self.span(off, len)?;
         // Order the device's writes (seen via a descriptor's done bit) before
         // the reads of the buffer.
         core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
@@ -81,17 +76,15 @@ impl DmaRegion for Dma {
         // lends a buffer only while the device does not own its descriptor
         // (the `DmaRegion::with_slice` contract), so nothing writes it while
         // the shared slice lives.
-        let s = unsafe { core::slice::from_raw_parts((self.paddr as usize + off) as *const u8, len) };
+        let s = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
         Some(f(s))
     }
 
     fn with_slice_mut<R, F: FnOnce(&mut [u8]) -> R>(&mut self, off: usize, len: usize, f: F) -> Result<R, F> {
-        if off.checked_add(len).is_none_or(|end| end > self.len) {
-            return Err(f);
-        }
+        let Some(addr) = self.span(off, len) else { return Err(f) };
         // SAFETY: as in `with_slice`; `&mut self` makes this the only slice
         // into the region.
-        let s = unsafe { core::slice::from_raw_parts_mut((self.paddr as usize + off) as *mut u8, len) };
+        let s = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
         let r = f(s);
         // The buffer's contents must be visible before the descriptor that
         // hands it to the device.

@@ -1,10 +1,10 @@
 //! PCI configuration space: legacy port I/O (0xcf8/0xcfc) or ECAM windows
 //! from the ACPI MCFG table.
 
+use super::mmio::Window;
 use super::{cpu, paging};
 use crate::acpi::EcamWindow;
 use crate::hal::{Bdf, PciConfig};
-use core::ptr;
 
 /// Configuration mechanism #1 (ports 0xcf8/0xcfc): offsets below 256 only.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ fn address(bdf: Bdf, off: u16) -> u32 {
 /// One mapped ECAM window (segment 0).
 #[derive(Debug)]
 pub struct Ecam {
-    base: u64,
+    win: Window,
     bus_start: u8,
     bus_end: u8,
 }
@@ -49,12 +49,16 @@ impl Ecam {
         if w.segment != 0 || w.bus_end < w.bus_start {
             return None;
         }
-        let buses = u64::from(w.bus_end - w.bus_start) + 1;
-        let base = paging::map_mmio(w.base, buses << 20).ok()?;
-        Some(Self { base, bus_start: w.bus_start, bus_end: w.bus_end })
+        let len = (u64::from(w.bus_end - w.bus_start) + 1) << 20;
+        let base = paging::map_mmio(w.base, len).ok()?;
+        // SAFETY: `map_mmio` mapped the whole window uncached and never unmaps
+        // it; configuration space is device registers, never Rust memory.
+        let win = unsafe { Window::new(base, len as usize) };
+        Some(Self { win, bus_start: w.bus_start, bus_end: w.bus_end })
     }
 
-    fn addr(&self, bdf: Bdf, off: u16) -> Option<usize> {
+    /// Offset in the window of the dword holding `off` of `bdf`.
+    fn offset(&self, bdf: Bdf, off: u16) -> Option<usize> {
         if bdf.bus < self.bus_start || bdf.bus > self.bus_end || bdf.dev > 31 || bdf.func > 7 || off >= 4096 {
             return None;
         }
@@ -62,22 +66,19 @@ impl Ecam {
             | (u64::from(bdf.dev) << 15)
             | (u64::from(bdf.func) << 12)
             | u64::from(off & !3);
-        Some((self.base + o) as usize)
+        usize::try_from(o).ok()
     }
 }
 
 impl PciConfig for Ecam {
     fn read32(&self, bdf: Bdf, off: u16) -> u32 {
-        let Some(a) = self.addr(bdf, off) else { return u32::MAX };
-        // SAFETY: `a` is dword-aligned inside the ECAM window mapped uncached
-        // by `map` (bus, device, function and offset range-checked above).
-        unsafe { ptr::read_volatile(a as *const u32) }
+        self.offset(bdf, off).map_or(u32::MAX, |o| self.win.read(o, u32::MAX))
     }
 
     fn write32(&self, bdf: Bdf, off: u16, v: u32) {
-        let Some(a) = self.addr(bdf, off) else { return };
-        // SAFETY: as in `read32`.
-        unsafe { ptr::write_volatile(a as *mut u32, v) }
+        if let Some(o) = self.offset(bdf, off) {
+            self.win.write(o, v);
+        }
     }
 }
 
