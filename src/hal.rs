@@ -2,6 +2,8 @@
 //! generic over these traits; host tests plug fakes in.
 #![forbid(unsafe_code)]
 
+use bitflags::Flags;
+
 /// A monotonic clock.
 pub trait Clock {
     /// Nanoseconds since boot.
@@ -158,7 +160,46 @@ pub trait Regs {
         self.write32(off, v as u32);
         self.write32(off + 4, (v >> 32) as u32);
     }
+    /// Reads the register at `off` as the bit set `F`, in one access as wide
+    /// as `F`'s bits: an 8-bit register's flags cannot be read 32 bits wide.
+    fn flags<F: Flags>(&self, off: usize) -> F
+    where
+        F::Bits: RegWidth,
+    {
+        F::from_bits_retain(F::Bits::read(self, off))
+    }
+    /// Writes the bit set `v` (every bit of it, named or not) to `off`.
+    fn set_flags<F: Flags>(&self, off: usize, v: F)
+    where
+        F::Bits: RegWidth,
+    {
+        v.bits().write(self, off)
+    }
 }
+
+/// An access width of `Regs`: the integer type a register's bit set is made of.
+pub trait RegWidth: bitflags::Bits {
+    /// One read of this width.
+    fn read<R: Regs + ?Sized>(regs: &R, off: usize) -> Self;
+    /// One write of this width.
+    fn write<R: Regs + ?Sized>(self, regs: &R, off: usize);
+}
+
+macro_rules! reg_width {
+    ($t:ty, $read:ident, $write:ident) => {
+        impl RegWidth for $t {
+            fn read<R: Regs + ?Sized>(regs: &R, off: usize) -> Self {
+                regs.$read(off)
+            }
+            fn write<R: Regs + ?Sized>(self, regs: &R, off: usize) {
+                regs.$write(off, self)
+            }
+        }
+    };
+}
+reg_width!(u8, read8, write8);
+reg_width!(u16, read16, write16);
+reg_width!(u32, read32, write32);
 
 /// A block of memory shared with a device (descriptor rings, packet buffers).
 ///
@@ -290,5 +331,59 @@ mod tests {
         let mut all = [0u8; 16];
         p.read_bytes(0, &mut all);
         assert_eq!(all, [0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    bitflags::bitflags! {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        struct Byte: u8 {
+            const A = 1;
+            const _ = !0;
+        }
+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        struct Word: u32 {
+            const B = 1 << 31;
+        }
+    }
+
+    /// Records each access as (width in bytes, offset, value written).
+    #[derive(Default)]
+    struct Recorder(core::cell::RefCell<alloc::vec::Vec<(usize, usize, Option<u32>)>>);
+
+    impl Regs for Recorder {
+        fn len(&self) -> usize {
+            16
+        }
+        fn read32(&self, off: usize) -> u32 {
+            self.0.borrow_mut().push((4, off, None));
+            u32::MAX
+        }
+        fn write32(&self, off: usize, v: u32) {
+            self.0.borrow_mut().push((4, off, Some(v)));
+        }
+        fn read16(&self, off: usize) -> u16 {
+            self.0.borrow_mut().push((2, off, None));
+            u16::MAX
+        }
+        fn write16(&self, off: usize, v: u16) {
+            self.0.borrow_mut().push((2, off, Some(v.into())));
+        }
+        fn read8(&self, off: usize) -> u8 {
+            self.0.borrow_mut().push((1, off, None));
+            0x81
+        }
+        fn write8(&self, off: usize, v: u8) {
+            self.0.borrow_mut().push((1, off, Some(v.into())));
+        }
+    }
+
+    #[test]
+    fn flags_are_accessed_as_wide_as_their_bits_and_keep_unnamed_bits() {
+        let r = Recorder::default();
+        let b: Byte = r.flags(3);
+        assert_eq!(b.bits(), 0x81, "bits without a name are kept");
+        r.set_flags(3, b - Byte::A);
+        r.set_flags(8, Word::B);
+        assert_eq!(*r.0.borrow(), [(1, 3, None), (1, 3, Some(0x80)), (4, 8, Some(1 << 31))]);
     }
 }

@@ -8,7 +8,7 @@ use crate::acpi::AcpiInfo;
 use crate::config::{Config, NicMode};
 use crate::dataplane::DataPlane;
 use crate::drivers::e1000::{self, E1000};
-use crate::drivers::pci::{self, PciDevice, cmd};
+use crate::drivers::pci::{self, Command, PciDevice};
 use crate::drivers::pci_place::{Windows, place_bars};
 use crate::drivers::port::{Port, PortStats};
 use crate::drivers::virtio_net::{self, VirtioNet};
@@ -148,7 +148,7 @@ fn setup_irq(
         return (Some(flag), "MSI");
     }
     if madt && intx_gsi(dev, hvm).is_some_and(|gsi| flag.route_intx(gsi)) {
-        pci::enable(cfgs, dev.bdf, 0, cmd::INTX_DISABLE);
+        pci::enable(cfgs, dev.bdf, Command::empty(), Command::INTX_DISABLE);
         return (Some(flag), "INTx");
     }
     (None, "polling (no usable interrupt)")
@@ -195,7 +195,7 @@ pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config, hvm: bool) -> Option<NicDev>
             }
         }
         let dev = &*dev;
-        pci::enable(&cfgs, dev.bdf, cmd::MEM | cmd::MASTER, cmd::IO);
+        pci::enable(&cfgs, dev.bdf, Command::MEM | Command::MASTER, Command::IO);
         // Interrupts first: virtio binds its queues to the MSI-X vector at bring-up.
         let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt, hvm);
         let nic = if is_e1000 {

@@ -10,16 +10,57 @@
 use crate::hal::{Bdf, Hal, HalError, PciConfig, Regs};
 use alloc::vec::Vec;
 
-/// Command register bits.
-pub mod cmd {
-    /// I/O space decoding.
-    pub const IO: u16 = 1 << 0;
-    /// Memory space decoding.
-    pub const MEM: u16 = 1 << 1;
-    /// Bus mastering (DMA).
-    pub const MASTER: u16 = 1 << 2;
-    /// Legacy INTx disabled.
-    pub const INTX_DISABLE: u16 = 1 << 10;
+/// Offset of the command register.
+const COMMAND: u16 = 0x04;
+/// Offset of the status register.
+const STATUS: u16 = 0x06;
+
+bitflags::bitflags! {
+    /// Command register (PCI 3.0 §6.2.2). Bits not named here are kept as
+    /// read when the register is rewritten.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Command: u16 {
+        /// I/O space decoding.
+        const IO = 1 << 0;
+        /// Memory space decoding.
+        const MEM = 1 << 1;
+        /// Bus mastering (DMA).
+        const MASTER = 1 << 2;
+        /// Legacy INTx disabled.
+        const INTX_DISABLE = 1 << 10;
+        const _ = !0;
+    }
+
+    /// Status register bits used here.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Status: u16 {
+        /// The function has a capability list.
+        const CAP_LIST = 1 << 4;
+    }
+
+    /// MSI-X message control (PCI 3.0 §6.8.2.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct MsixControl: u16 {
+        /// Table size minus one (a field, bits 10:0).
+        const TABLE_SIZE = 0x7ff;
+        /// Every vector masked.
+        const FUNCTION_MASK = 1 << 14;
+        /// MSI-X enabled.
+        const ENABLE = 1 << 15;
+        const _ = !0;
+    }
+
+    /// MSI message control (PCI 3.0 §6.8.1.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct MsiControl: u16 {
+        /// MSI enabled.
+        const ENABLE = 1 << 0;
+        /// Multiple message enable (a field, bits 6:4; 0 = one message).
+        const MULTIPLE_MESSAGE = 7 << 4;
+        /// 64-bit message address.
+        const ADDR64 = 1 << 7;
+        const _ = !0;
+    }
 }
 
 /// Capability ids.
@@ -208,8 +249,9 @@ pub fn probe<C: PciConfig>(cfg: &C, bdf: Bdf) -> Option<PciDevice> {
 /// Sizes BARs by writing all-ones with decoding off, then restores them.
 fn read_bars<C: PciConfig>(cfg: &C, bdf: Bdf, nbars: usize) -> [Bar; 6] {
     let mut bars = [Bar::None; 6];
-    let command = cfg.read16(bdf, 0x04);
-    cfg.write16(bdf, 0x04, command & !(cmd::IO | cmd::MEM));
+    let command = cfg.read16(bdf, COMMAND);
+    let decoding_off = Command::from_bits_retain(command) - (Command::IO | Command::MEM);
+    cfg.write16(bdf, COMMAND, decoding_off.bits());
     let mut i = 0;
     while i < nbars {
         let off = 0x10 + 4 * i as u16;
@@ -243,13 +285,13 @@ fn read_bars<C: PciConfig>(cfg: &C, bdf: Bdf, nbars: usize) -> [Bar; 6] {
         }
         i += if is64 { 2 } else { 1 };
     }
-    cfg.write16(bdf, 0x04, command);
+    cfg.write16(bdf, COMMAND, command);
     bars
 }
 
 fn read_caps<C: PciConfig>(cfg: &C, bdf: Bdf) -> Vec<Capability> {
     let mut caps = Vec::new();
-    if cfg.read16(bdf, 0x06) & 0x10 == 0 {
+    if !Status::from_bits_retain(cfg.read16(bdf, STATUS)).contains(Status::CAP_LIST) {
         return caps;
     }
     let mut ptr = u16::from(cfg.read8(bdf, 0x34) & 0xfc);
@@ -265,9 +307,9 @@ fn read_caps<C: PciConfig>(cfg: &C, bdf: Bdf) -> Vec<Capability> {
 }
 
 /// Sets command-register bits (memory/I/O decoding, bus mastering, INTx off).
-pub fn enable<C: PciConfig>(cfg: &C, bdf: Bdf, set: u16, clear: u16) {
-    let c = cfg.read16(bdf, 0x04);
-    cfg.write16(bdf, 0x04, (c | set) & !clear);
+pub fn enable<C: PciConfig>(cfg: &C, bdf: Bdf, set: Command, clear: Command) {
+    let c = Command::from_bits_retain(cfg.read16(bdf, COMMAND));
+    cfg.write16(bdf, COMMAND, ((c | set) - clear).bits());
 }
 
 /// Programs MSI-X: one table entry per message in `msgs` (address, data),
@@ -279,8 +321,8 @@ pub fn enable_msix<C: PciConfig, H: Hal>(
     msgs: &[(u64, u32)],
 ) -> Result<H::Regs, PciError> {
     let cap = dev.cap(cap_id::MSIX).ok_or(PciError::NoCapability(cap_id::MSIX))?;
-    let ctrl = cfg.read16(dev.bdf, cap.offset + 2);
-    let entries = (ctrl & 0x7ff) + 1;
+    let ctrl = MsixControl::from_bits_retain(cfg.read16(dev.bdf, cap.offset + 2));
+    let entries = (ctrl & MsixControl::TABLE_SIZE).bits() + 1;
     if msgs.len() > usize::from(entries) {
         return Err(PciError::TooManyVectors { wanted: msgs.len(), table: entries });
     }
@@ -294,7 +336,7 @@ pub fn enable_msix<C: PciConfig, H: Hal>(
     }
     let regs = hal.map_regs(bar_addr + u64::from(offset), len).map_err(PciError::Hal)?;
     // Function mask while the table is written, then enable.
-    cfg.write16(dev.bdf, cap.offset + 2, ctrl | (1 << 14) | (1 << 15));
+    cfg.write16(dev.bdf, cap.offset + 2, (ctrl | MsixControl::FUNCTION_MASK | MsixControl::ENABLE).bits());
     for i in 0..usize::from(entries) {
         regs.write32(i * 16 + 12, 1); // masked
     }
@@ -304,9 +346,8 @@ pub fn enable_msix<C: PciConfig, H: Hal>(
         regs.write32(i * 16 + 8, *data);
         regs.write32(i * 16 + 12, 0);
     }
-    enable(cfg, dev.bdf, 0, 0);
-    enable(cfg, dev.bdf, cmd::INTX_DISABLE, 0);
-    cfg.write16(dev.bdf, cap.offset + 2, (ctrl & !(1 << 14)) | (1 << 15));
+    enable(cfg, dev.bdf, Command::INTX_DISABLE, Command::empty());
+    cfg.write16(dev.bdf, cap.offset + 2, ((ctrl - MsixControl::FUNCTION_MASK) | MsixControl::ENABLE).bits());
     Ok(regs)
 }
 
@@ -314,8 +355,8 @@ pub fn enable_msix<C: PciConfig, H: Hal>(
 pub fn enable_msi<C: PciConfig>(cfg: &C, dev: &PciDevice, addr: u64, data: u32) -> Result<(), PciError> {
     let cap = dev.cap(cap_id::MSI).ok_or(PciError::NoCapability(cap_id::MSI))?;
     let o = cap.offset;
-    let ctrl = cfg.read16(dev.bdf, o + 2);
-    let is64 = ctrl & (1 << 7) != 0;
+    let ctrl = MsiControl::from_bits_retain(cfg.read16(dev.bdf, o + 2));
+    let is64 = ctrl.contains(MsiControl::ADDR64);
     cfg.write32(dev.bdf, o + 4, addr as u32);
     if is64 {
         cfg.write32(dev.bdf, o + 8, (addr >> 32) as u32);
@@ -323,133 +364,11 @@ pub fn enable_msi<C: PciConfig>(cfg: &C, dev: &PciDevice, addr: u64, data: u32) 
     } else {
         cfg.write16(dev.bdf, o + 8, data as u16);
     }
-    enable(cfg, dev.bdf, cmd::INTX_DISABLE, 0);
+    enable(cfg, dev.bdf, Command::INTX_DISABLE, Command::empty());
     // One message (MME = 0), enabled.
-    cfg.write16(dev.bdf, o + 2, (ctrl & !(7 << 4)) | 1);
+    cfg.write16(dev.bdf, o + 2, ((ctrl - MsiControl::MULTIPLE_MESSAGE) | MsiControl::ENABLE).bits());
     Ok(())
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use core::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    /// A fake configuration space: dwords per function, with BAR size masks.
-    #[derive(Default)]
-    pub struct FakeCfg {
-        pub space: RefCell<BTreeMap<(Bdf, u16), u32>>,
-        /// BAR write masks: (bdf, offset) -> writable bits.
-        pub bar_masks: BTreeMap<(Bdf, u16), u32>,
-    }
-
-    impl FakeCfg {
-        pub fn set(&self, bdf: Bdf, off: u16, v: u32) {
-            self.space.borrow_mut().insert((bdf, off), v);
-        }
-    }
-
-    impl PciConfig for FakeCfg {
-        fn read32(&self, bdf: Bdf, off: u16) -> u32 {
-            let present = self.space.borrow().contains_key(&(bdf, 0));
-            let default = if present { 0 } else { u32::MAX };
-            self.space.borrow().get(&(bdf, off)).copied().unwrap_or(default)
-        }
-
-        fn write32(&self, bdf: Bdf, off: u16, v: u32) {
-            let v = match self.bar_masks.get(&(bdf, off)) {
-                Some(m) => {
-                    let old = self.read32(bdf, off);
-                    (v & m) | (old & !m)
-                }
-                None => v,
-            };
-            self.space.borrow_mut().insert((bdf, off), v);
-        }
-    }
-
-    fn b(bus: u8, dev: u8, func: u8) -> Bdf {
-        Bdf { bus, dev, func }
-    }
-
-    /// Bus 0: a bridge at 00:01.0 to bus 1 and a NIC at 00:02.0; a NIC
-    /// with a 64-bit BAR, an I/O BAR and MSI + MSI-X at 01:00.0.
-    fn machine() -> FakeCfg {
-        let mut c = FakeCfg::default();
-        c.set(b(0, 1, 0), 0, 0x0001_8086);
-        c.set(b(0, 1, 0), 0x0c, 0x0001_0000);
-        c.set(b(0, 1, 0), 0x18, 0x0001_0100);
-        c.set(b(0, 2, 0), 0, 0x100e_8086);
-        c.set(b(0, 2, 0), 0x08, 0x0200_0003);
-        c.set(b(0, 2, 0), 0x10, 0xfeb8_0000);
-        c.bar_masks.insert((b(0, 2, 0), 0x10), 0xfffe_0000);
-        c.set(b(0, 2, 0), 0x3c, 0x0000_010b);
-        let n = b(1, 0, 0);
-        c.set(n, 0, 0x1041_1af4);
-        c.set(n, 0x04, 0x0010_0000); // status: capability list
-        c.set(n, 0x10, 0x0000_c001); // I/O BAR, 32 ports
-        c.bar_masks.insert((n, 0x10), 0xffff_ffe0);
-        c.set(n, 0x18, 0x0000_000c); // 64-bit prefetchable at 0x8_0000_0000
-        c.set(n, 0x1c, 0x0000_0008);
-        c.bar_masks.insert((n, 0x18), 0xffff_c000);
-        c.bar_masks.insert((n, 0x1c), 0xffff_ffff);
-        c.set(n, 0x34, 0x40);
-        c.set(n, 0x40, 0x0000_5005); // MSI, 32-bit, next 0x50
-        c.set(n, 0x50, 0x0002_4011); // MSI-X, 3 entries, next 0x40: a loop
-        c.set(n, 0x54, 0x0000_1002); // table at BAR2 + 0x1000
-        c
-    }
-
-    #[test]
-    fn enumerates_behind_bridges_and_decodes_bars() {
-        let c = machine();
-        let devs = enumerate(&c);
-        let bdfs: Vec<Bdf> = devs.iter().map(|d| d.bdf).collect();
-        assert_eq!(bdfs, vec![b(0, 1, 0), b(0, 2, 0), b(1, 0, 0)]);
-        let e = &devs[1];
-        assert_eq!((e.vendor, e.device, e.class), (0x8086, 0x100e, (2, 0, 0)));
-        assert_eq!(e.bars[0], Bar::Mem { addr: 0xfeb8_0000, size: 0x2_0000, is64: false, prefetchable: false });
-        assert_eq!((e.irq_line, e.irq_pin), (11, 1));
-        let v = &devs[2];
-        assert_eq!(v.bars[0], Bar::Io { port: 0xc000, size: 32 });
-        assert_eq!(v.bars[2], Bar::Mem { addr: 0x8_0000_0000, size: 0x4000, is64: true, prefetchable: true });
-        assert_eq!(v.bars[3], Bar::None);
-        assert_eq!(v.mem_bar(2), Some((0x8_0000_0000, 0x4000)));
-        // BARs were restored after sizing.
-        assert_eq!(c.read32(b(1, 0, 0), 0x18), 0x0000_000c);
-    }
-
-    #[test]
-    fn capability_loops_are_bounded() {
-        let devs = enumerate(&machine());
-        let v = &devs[2];
-        assert_eq!(v.caps.len(), MAX_CAPS);
-        assert_eq!(v.cap(cap_id::MSIX), Some(Capability { id: cap_id::MSIX, offset: 0x50 }));
-        assert_eq!(v.cap(cap_id::VENDOR), None);
-    }
-
-    #[test]
-    fn msi_is_programmed() {
-        let c = machine();
-        let devs = enumerate(&c);
-        enable_msi(&c, &devs[2], 0xfee0_0000, 0x41).unwrap();
-        assert_eq!(c.read32(b(1, 0, 0), 0x44), 0xfee0_0000);
-        assert_eq!(c.read16(b(1, 0, 0), 0x48), 0x41);
-        assert_eq!(c.read16(b(1, 0, 0), 0x42) & 1, 1);
-        assert_ne!(c.read16(b(1, 0, 0), 0x04) & cmd::INTX_DISABLE, 0);
-        assert_eq!(enable_msi(&c, &devs[1], 0, 0), Err(PciError::NoCapability(cap_id::MSI)));
-    }
-
-    #[test]
-    fn self_referencing_bridge_terminates() {
-        let c = FakeCfg::default();
-        c.set(b(0, 0, 0), 0, 0x0001_8086);
-        c.set(b(0, 0, 0), 0x0c, 0x0081_0000); // multi-function bridge
-        c.set(b(0, 0, 0), 0x18, 0x0000_0000); // secondary bus 0: itself
-        c.set(b(0, 0, 1), 0, 0x0001_8086);
-        c.set(b(0, 0, 1), 0x0c, 0x0001_0000);
-        c.set(b(0, 0, 1), 0x18, 0x0000_0500); // bus 5, empty
-        let devs = enumerate(&c);
-        assert_eq!(devs.len(), 2);
-    }
-}
+pub(crate) mod tests;

@@ -11,7 +11,7 @@
 //! overlap.
 #![forbid(unsafe_code)]
 
-use super::pci::{Bar, PciDevice};
+use super::pci::{Bar, Command, PciDevice};
 use crate::hal::PciConfig;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -109,7 +109,7 @@ pub fn place_bars<C: PciConfig>(
     let io_window = u64::from(w.io.start)..u64::from(w.io.end);
     let mut placed = 0;
     let command = cfg.read16(dev.bdf, 0x04);
-    cfg.write16(dev.bdf, 0x04, command & !0b11);
+    cfg.write16(dev.bdf, 0x04, command & !(Command::IO | Command::MEM).bits());
     let mut result = Ok(());
     for i in 0..dev.bars.len() {
         let bar = dev.bars[i];

@@ -75,58 +75,102 @@ pub mod reg {
     pub const RAH0: usize = 0x5404;
 }
 
-/// CTRL bits.
-pub mod ctrl {
-    /// Auto-speed detection.
-    pub const ASDE: u32 = 1 << 5;
-    /// Set link up.
-    pub const SLU: u32 = 1 << 6;
-    /// Device reset (self-clearing).
-    pub const RST: u32 = 1 << 26;
-    /// PHY reset.
-    pub const PHY_RST: u32 = 1 << 31;
-    /// Link reset.
-    pub const LRST: u32 = 1 << 3;
+bitflags::bitflags! {
+    /// CTRL, device control. Unnamed bits are kept as read when it is
+    /// rewritten (`const _ = !0` on each register here).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Ctrl: u32 {
+        /// Link reset.
+        const LRST = 1 << 3;
+        /// Auto-speed detection.
+        const ASDE = 1 << 5;
+        /// Set link up.
+        const SLU = 1 << 6;
+        /// Device reset (self-clearing).
+        const RST = 1 << 26;
+        /// PHY reset.
+        const PHY_RST = 1 << 31;
+        const _ = !0;
+    }
+
+    /// STATUS, device status.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Status: u32 {
+        /// Link up.
+        const LU = 1 << 1;
+        const _ = !0;
+    }
+
+    /// EERD, EEPROM read: the word address in bits 15:8, the data in 31:16.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Eerd: u32 {
+        /// Start a read.
+        const START = 1 << 0;
+        /// The read is done; the data is valid.
+        const DONE = 1 << 4;
+        const _ = !0;
+    }
+
+    /// Interrupt causes (ICR, IMS, IMC); `Int::all()` is all 32 bits.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Int: u32 {
+        /// TX descriptor written back.
+        const TXDW = 1 << 0;
+        /// Link status change.
+        const LSC = 1 << 2;
+        /// RX descriptor minimum threshold.
+        const RXDMT0 = 1 << 4;
+        /// RX overrun.
+        const RXO = 1 << 6;
+        /// RX timer (a frame arrived).
+        const RXT0 = 1 << 7;
+        const _ = !0;
+    }
+
+    /// RCTL, receive control; BSIZE (bits 17:16) 0 = 2048-byte buffers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rctl: u32 {
+        /// Receiver enable.
+        const EN = 1 << 1;
+        /// Unicast promiscuous.
+        const UPE = 1 << 3;
+        /// Multicast promiscuous.
+        const MPE = 1 << 4;
+        /// Long packets (frames above 1522 reach the ring, spanning buffers,
+        /// and are counted as oversized instead of vanishing inside the device).
+        const LPE = 1 << 5;
+        /// Broadcast accept.
+        const BAM = 1 << 15;
+        /// Strip CRC.
+        const SECRC = 1 << 26;
+        const _ = !0;
+    }
+
+    /// TCTL, transmit control.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Tctl: u32 {
+        /// Transmitter enable.
+        const EN = 1 << 1;
+        /// Pad short packets.
+        const PSP = 1 << 3;
+        /// Collision threshold (field CT, bits 11:4) of 15, the datasheet's value.
+        const CT_15 = 0x0f << 4;
+        /// Collision distance (field COLD, bits 21:12) of 64 byte times: full duplex.
+        const COLD_FULL_DUPLEX = 0x40 << 12;
+        const _ = !0;
+    }
+
+    /// RAH0, receive address high.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rah: u32 {
+        /// Address valid: the filter matches RAL0/RAH0.
+        const AV = 1 << 31;
+        const _ = !0;
+    }
 }
 
-/// Interrupt cause bits (ICR/IMS).
-pub mod int {
-    /// TX descriptor written back.
-    pub const TXDW: u32 = 1 << 0;
-    /// Link status change.
-    pub const LSC: u32 = 1 << 2;
-    /// RX descriptor minimum threshold.
-    pub const RXDMT0: u32 = 1 << 4;
-    /// RX overrun.
-    pub const RXO: u32 = 1 << 6;
-    /// RX timer (a frame arrived).
-    pub const RXT0: u32 = 1 << 7;
-}
-
-/// RCTL bits.
-pub mod rctl {
-    /// Receiver enable.
-    pub const EN: u32 = 1 << 1;
-    /// Unicast promiscuous.
-    pub const UPE: u32 = 1 << 3;
-    /// Multicast promiscuous.
-    pub const MPE: u32 = 1 << 4;
-    /// Long packets (frames above 1522 reach the ring, spanning buffers, and
-    /// are counted as oversized instead of vanishing inside the device).
-    pub const LPE: u32 = 1 << 5;
-    /// Broadcast accept.
-    pub const BAM: u32 = 1 << 15;
-    /// Strip CRC.
-    pub const SECRC: u32 = 1 << 26;
-}
-
-/// TCTL bits.
-pub mod tctl {
-    /// Transmitter enable.
-    pub const EN: u32 = 1 << 1;
-    /// Pad short packets.
-    pub const PSP: u32 = 1 << 3;
-}
+/// TIPG for the 82540EM on copper: IPGT 10, IPGR1 8 (bits 19:10), IPGR2 6 (bits 29:20).
+const TIPG_VALUE: u32 = 10 | (8 << 10) | (6 << 20);
 
 /// Ring sizes (descriptors).
 pub const RING_SIZE: usize = 256;
@@ -164,7 +208,7 @@ fn mac_from_ral(lo: u32, hi: u32) -> Option<[u8; 6]> {
     let l = lo.to_le_bytes();
     let h = hi.to_le_bytes();
     let mac = [l[0], l[1], l[2], l[3], h[0], h[1]];
-    (hi & (1 << 31) != 0 && valid_mac(&mac)).then_some(mac)
+    (Rah::from_bits_retain(hi).contains(Rah::AV) && valid_mac(&mac)).then_some(mac)
 }
 
 fn valid_mac(mac: &[u8; 6]) -> bool {
@@ -191,16 +235,16 @@ impl<H: Hal> E1000<H> {
             warn!("e1000: no MAC in RAL0 or the EEPROM; using {:02x?}", d.mac);
         }
         d.init_rings();
-        d.link = d.regs.read32(reg::STATUS) & 2 != 0;
+        d.link = d.regs.flags::<Status>(reg::STATUS).contains(Status::LU);
         Ok(d)
     }
 
     fn eeprom_word(&self, addr: u8) -> Option<u16> {
-        self.regs.write32(reg::EERD, (u32::from(addr) << 8) | 1);
+        self.regs.set_flags(reg::EERD, Eerd::START | Eerd::from_bits_retain(u32::from(addr) << 8));
         for _ in 0..1000 {
-            let v = self.regs.read32(reg::EERD);
-            if v & (1 << 4) != 0 {
-                return Some((v >> 16) as u16);
+            let v = self.regs.flags::<Eerd>(reg::EERD);
+            if v.contains(Eerd::DONE) {
+                return Some((v.bits() >> 16) as u16);
             }
             self.hal.delay_us(1);
         }
@@ -218,31 +262,31 @@ impl<H: Hal> E1000<H> {
     }
 
     fn reset_device(&mut self) -> Result<(), E1000Error> {
-        self.regs.write32(reg::IMC, u32::MAX);
-        self.regs.write32(reg::RCTL, 0);
-        self.regs.write32(reg::TCTL, 0);
-        let c = self.regs.read32(reg::CTRL);
-        self.regs.write32(reg::CTRL, c | ctrl::RST);
+        self.regs.set_flags(reg::IMC, Int::all());
+        self.regs.set_flags(reg::RCTL, Rctl::empty());
+        self.regs.set_flags(reg::TCTL, Tctl::empty());
+        let c = self.regs.flags::<Ctrl>(reg::CTRL);
+        self.regs.set_flags(reg::CTRL, c | Ctrl::RST);
         self.hal.delay_us(10);
         let mut left = 1000;
-        while self.regs.read32(reg::CTRL) & ctrl::RST != 0 {
+        while self.regs.flags::<Ctrl>(reg::CTRL).contains(Ctrl::RST) {
             left -= 1;
             if left == 0 {
                 return Err(E1000Error::ResetTimeout(self.regs.read32(reg::CTRL)));
             }
             self.hal.delay_us(10);
         }
-        self.regs.write32(reg::IMC, u32::MAX);
+        self.regs.set_flags(reg::IMC, Int::all());
         let _ = self.regs.read32(reg::ICR);
         Ok(())
     }
 
     fn init_rings(&mut self) {
-        let c = self.regs.read32(reg::CTRL);
-        self.regs.write32(reg::CTRL, (c | ctrl::SLU | ctrl::ASDE) & !(ctrl::LRST | ctrl::PHY_RST));
+        let c = self.regs.flags::<Ctrl>(reg::CTRL);
+        self.regs.set_flags(reg::CTRL, (c | Ctrl::SLU | Ctrl::ASDE) - (Ctrl::LRST | Ctrl::PHY_RST));
         let m = self.mac;
         self.regs.write32(reg::RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-        self.regs.write32(reg::RAH0, u32::from(m[4]) | (u32::from(m[5]) << 8) | (1 << 31));
+        self.regs.set_flags(reg::RAH0, Rah::AV | Rah::from_bits_retain(u32::from_le_bytes([m[4], m[5], 0, 0])));
         for i in 0..128 {
             self.regs.write32(reg::MTA + 4 * i, 0);
         }
@@ -257,14 +301,11 @@ impl<H: Hal> E1000<H> {
         self.regs.write32(reg::TDLEN, (self.tx.size() * ring::DESC_SIZE) as u32);
         self.regs.write32(reg::TDH, 0);
         self.regs.write32(reg::TDT, 0);
-        self.regs.write32(reg::TIPG, 10 | (8 << 10) | (6 << 20));
-        self.regs.write32(reg::TCTL, tctl::EN | tctl::PSP | (0x0f << 4) | (0x40 << 12));
-        self.regs.write32(
-            reg::RCTL,
-            rctl::EN | rctl::UPE | rctl::MPE | rctl::BAM | rctl::LPE | rctl::SECRC, // BSIZE 00 = 2048
-        );
+        self.regs.write32(reg::TIPG, TIPG_VALUE);
+        self.regs.set_flags(reg::TCTL, Tctl::EN | Tctl::PSP | Tctl::CT_15 | Tctl::COLD_FULL_DUPLEX);
+        self.regs.set_flags(reg::RCTL, Rctl::EN | Rctl::UPE | Rctl::MPE | Rctl::BAM | Rctl::LPE | Rctl::SECRC);
         self.regs.write32(reg::ITR, ITR_VALUE);
-        self.regs.write32(reg::IMS, int::LSC | int::RXT0 | int::RXDMT0 | int::RXO);
+        self.regs.set_flags(reg::IMS, Int::LSC | Int::RXT0 | Int::RXDMT0 | Int::RXO);
         self.tx_progress_ns = self.hal.now_ns();
     }
 
@@ -280,7 +321,7 @@ impl<H: Hal> E1000<H> {
     }
 
     fn check_link(&mut self) {
-        let up = self.regs.read32(reg::STATUS) & 2 != 0;
+        let up = self.regs.flags::<Status>(reg::STATUS).contains(Status::LU);
         if up != self.link {
             self.link = up;
             self.stats.link_changes += 1;
@@ -303,19 +344,19 @@ impl<H: Hal> Port for E1000<H> {
     }
 
     fn service(&mut self, now_ns: u64) -> bool {
-        let icr = self.regs.read32(reg::ICR);
-        if icr == u32::MAX {
+        let icr = self.regs.flags::<Int>(reg::ICR);
+        if icr.bits() == u32::MAX {
             // All-ones: the device fell off the bus or the window is wrong.
             self.recover(format_args!("ICR reads all-ones"));
             return true;
         }
-        if icr != 0 {
+        if !icr.is_empty() {
             self.stats.irqs += 1;
         }
-        if icr & int::LSC != 0 {
+        if icr.contains(Int::LSC) {
             self.check_link();
         }
-        if icr & int::RXO != 0 {
+        if icr.contains(Int::RXO) {
             self.stats.rx.drops += u64::from(self.regs.read32(reg::MPC));
         }
         let reclaimed = self.tx.reclaim();
@@ -336,7 +377,7 @@ impl<H: Hal> Port for E1000<H> {
             ));
             return true;
         }
-        icr != 0 || reclaimed > 0
+        !icr.is_empty() || reclaimed > 0
     }
 
     fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {

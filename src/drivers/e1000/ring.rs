@@ -17,27 +17,74 @@ pub const DESC_SIZE: usize = 16;
 /// Buffer size per descriptor (RCTL.BSIZE = 2048).
 pub const BUF_SIZE: usize = 2048;
 
-/// RX descriptor status bits.
-pub mod rx_status {
-    /// Descriptor done.
-    pub const DD: u8 = 1 << 0;
-    /// End of packet.
-    pub const EOP: u8 = 1 << 1;
+/// Byte offsets of a legacy descriptor's fields (RX and TX share the layout
+/// up to the status byte): buffer address, then a word of length, command
+/// or checksum, status and errors.
+mod field {
+    /// Buffer address (u64).
+    pub const ADDR: usize = 0;
+    /// Second quadword: length (bits 15:0), TX command (bits 31:24).
+    pub const UPPER: usize = 8;
+    /// Length written back by the device (u16, RX).
+    pub const LENGTH: usize = 8;
+    /// Status (u8).
+    pub const STATUS: usize = 12;
+    /// RX errors (u8).
+    pub const ERRORS: usize = 13;
+    /// Bit position of the TX command byte in the second quadword.
+    pub const CMD_SHIFT: u32 = 24;
 }
-/// RX error bits that mean the frame is bad: CE, SE, SEQ, CXE, RXE.
-pub const RX_ERR_MASK: u8 = 0x97;
 
-/// TX command bits.
-pub mod tx_cmd {
-    /// End of packet.
-    pub const EOP: u8 = 1 << 0;
-    /// Insert FCS.
-    pub const IFCS: u8 = 1 << 1;
-    /// Report status (set DD when done).
-    pub const RS: u8 = 1 << 3;
+bitflags::bitflags! {
+    /// RX descriptor status.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RxStatus: u8 {
+        /// Descriptor done.
+        const DD = 1 << 0;
+        /// End of packet.
+        const EOP = 1 << 1;
+        const _ = !0;
+    }
+
+    /// RX descriptor errors.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RxErrors: u8 {
+        /// CRC or alignment error.
+        const CE = 1 << 0;
+        /// Symbol error.
+        const SE = 1 << 1;
+        /// Sequence error.
+        const SEQ = 1 << 2;
+        /// Carrier extension error.
+        const CXE = 1 << 4;
+        /// RX data error.
+        const RXE = 1 << 7;
+        const _ = !0;
+    }
+
+    /// TX descriptor command.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TxCmd: u8 {
+        /// End of packet.
+        const EOP = 1 << 0;
+        /// Insert FCS.
+        const IFCS = 1 << 1;
+        /// Report status (set DD when done).
+        const RS = 1 << 3;
+    }
+
+    /// TX descriptor status.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TxStatus: u8 {
+        /// Descriptor done.
+        const DD = 1 << 0;
+        const _ = !0;
+    }
 }
-/// TX status: descriptor done.
-pub const TX_DD: u8 = 1;
+
+/// The RX errors that make a frame bad (checksum errors, TCPE and IPE, do not).
+pub const RX_FRAME_ERRORS: RxErrors =
+    RxErrors::CE.union(RxErrors::SE).union(RxErrors::SEQ).union(RxErrors::CXE).union(RxErrors::RXE);
 
 /// Ring construction errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +154,8 @@ impl<D: DmaRegion> RxRing<D> {
     pub fn reset(&mut self) {
         for i in 0..self.size {
             let d = i * DESC_SIZE;
-            self.desc.write64(d, self.bufs.paddr() + (i * BUF_SIZE) as u64);
-            self.desc.write64(d + 8, 0);
+            self.desc.write64(d + field::ADDR, self.bufs.paddr() + (i * BUF_SIZE) as u64);
+            self.desc.write64(d + field::UPPER, 0);
         }
         self.next = 0;
         self.discarding = false;
@@ -138,13 +185,13 @@ impl<D: DmaRegion> RxRing<D> {
     pub fn poll<R>(&mut self, stats: &mut PortStats, f: impl FnOnce(&[u8]) -> R) -> RxPoll<R> {
         let i = self.next;
         let d = i * DESC_SIZE;
-        let status = self.desc.read8(d + 12);
-        if status & rx_status::DD == 0 {
+        let status = RxStatus::from_bits_retain(self.desc.read8(d + field::STATUS));
+        if !status.contains(RxStatus::DD) {
             return RxPoll::Empty;
         }
-        let len = usize::from(self.desc.read16(d + 8));
-        let errors = self.desc.read8(d + 13);
-        let eop = status & rx_status::EOP != 0;
+        let len = usize::from(self.desc.read16(d + field::LENGTH));
+        let errors = RxErrors::from_bits_retain(self.desc.read8(d + field::ERRORS));
+        let eop = status.contains(RxStatus::EOP);
         let mut result = None;
         if self.discarding {
             // Tail of a frame larger than one buffer: already counted.
@@ -154,7 +201,7 @@ impl<D: DmaRegion> RxRing<D> {
             stats.rx_oversize += 1;
             stats.rx.errors += 1;
             self.discarding = true;
-        } else if errors & RX_ERR_MASK != 0 {
+        } else if errors.intersects(RX_FRAME_ERRORS) {
             stats.rx.errors += 1;
         } else if len > BUF_SIZE {
             // Impossible for a 2 KiB buffer: a misbehaving device.
@@ -168,8 +215,8 @@ impl<D: DmaRegion> RxRing<D> {
             }
         }
         // Give the descriptor back: same buffer, status cleared.
-        self.desc.write64(d, self.bufs.paddr() + (i * BUF_SIZE) as u64);
-        self.desc.write64(d + 8, 0);
+        self.desc.write64(d + field::ADDR, self.bufs.paddr() + (i * BUF_SIZE) as u64);
+        self.desc.write64(d + field::UPPER, 0);
         self.next = (i + 1) % self.size;
         let tail = i as u32;
         match result {
@@ -210,8 +257,8 @@ impl<D: DmaRegion> TxRing<D> {
     /// Forgets everything in flight (after a device reset).
     pub fn reset(&mut self) {
         for i in 0..self.size {
-            self.desc.write64(i * DESC_SIZE, 0);
-            self.desc.write64(i * DESC_SIZE + 8, 0);
+            self.desc.write64(i * DESC_SIZE + field::ADDR, 0);
+            self.desc.write64(i * DESC_SIZE + field::UPPER, 0);
         }
         self.tail = 0;
         self.clean = 0;
@@ -251,10 +298,10 @@ impl<D: DmaRegion> TxRing<D> {
         let i = self.tail;
         let r = self.bufs.with_slice_mut(i * BUF_SIZE, len, f).map_err(|f| (TxError::BadLength(len), f))?;
         let d = i * DESC_SIZE;
-        self.desc.write64(d, self.bufs.paddr() + (i * BUF_SIZE) as u64);
+        self.desc.write64(d + field::ADDR, self.bufs.paddr() + (i * BUF_SIZE) as u64);
         // length | cso=0 | cmd | status=0 | css=0 | special=0
-        let cmd = tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS;
-        self.desc.write64(d + 8, len as u64 | (u64::from(cmd) << 24));
+        let cmd = TxCmd::EOP | TxCmd::IFCS | TxCmd::RS;
+        self.desc.write64(d + field::UPPER, len as u64 | (u64::from(cmd.bits()) << field::CMD_SHIFT));
         self.tail = (i + 1) % self.size;
         self.in_flight += 1;
         Ok((r, self.tail as u32))
@@ -265,10 +312,10 @@ impl<D: DmaRegion> TxRing<D> {
         let mut n = 0;
         while self.in_flight > 0 {
             let d = self.clean * DESC_SIZE;
-            if self.desc.read8(d + 12) & TX_DD == 0 {
+            if !TxStatus::from_bits_retain(self.desc.read8(d + field::STATUS)).contains(TxStatus::DD) {
                 break;
             }
-            self.desc.write64(d + 8, 0);
+            self.desc.write64(d + field::UPPER, 0);
             self.clean = (self.clean + 1) % self.size;
             self.in_flight -= 1;
             n += 1;

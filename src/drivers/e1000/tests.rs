@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::drivers::sim::{Arena, SimHal};
+use ring::RxStatus;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -57,7 +58,7 @@ impl SimE1000 {
     }
 
     fn process_tx(&self) {
-        if self.dev.borrow().tx_stalled || self.get(reg::TCTL) & tctl::EN == 0 {
+        if self.dev.borrow().tx_stalled || !Tctl::from_bits_retain(self.get(reg::TCTL)).contains(Tctl::EN) {
             return;
         }
         let n = self.ring_len(reg::TDLEN);
@@ -73,16 +74,16 @@ impl SimE1000 {
             let mut buf = vec![0; len];
             assert!(self.arena.read(addr, &mut buf), "TX descriptor points outside DMA memory");
             self.dev.borrow_mut().sent.push(buf);
-            self.arena.write(d + 12, &[ring::TX_DD]);
+            self.arena.write(d + 12, &[ring::TxStatus::DD.bits()]);
             self.set(reg::TDH, (h + 1) % n);
         }
     }
 
     /// Delivers a frame the way the hardware does; false when no descriptor is free.
-    fn inject_raw(&self, data: &[u8], len: u16, status: u8, errors: u8) -> bool {
+    fn inject_raw(&self, data: &[u8], len: u16, status: RxStatus, errors: u8) -> bool {
         let n = self.ring_len(reg::RDLEN);
         let (h, t) = (self.get(reg::RDH), self.get(reg::RDT));
-        if h == t || self.get(reg::RCTL) & rctl::EN == 0 {
+        if h == t || !Rctl::from_bits_retain(self.get(reg::RCTL)).contains(Rctl::EN) {
             return false;
         }
         let base = u64::from(self.get(reg::RDBAL)) | (u64::from(self.get(reg::RDBAH)) << 32);
@@ -90,14 +91,14 @@ impl SimE1000 {
         let addr = self.arena.read_u64(d);
         assert!(self.arena.write(addr, data), "RX descriptor points outside DMA memory");
         self.arena.write(d + 8, &len.to_le_bytes());
-        self.arena.write(d + 12, &[status, errors]);
+        self.arena.write(d + 12, &[status.bits(), errors]);
         self.set(reg::RDH, (h + 1) % n);
-        self.set(reg::ICR, self.get(reg::ICR) | int::RXT0);
+        self.set(reg::ICR, self.get(reg::ICR) | Int::RXT0.bits());
         true
     }
 
     fn inject(&self, data: &[u8]) -> bool {
-        self.inject_raw(data, data.len() as u16, ring::rx_status::DD | ring::rx_status::EOP, 0)
+        self.inject_raw(data, data.len() as u16, RxStatus::DD | RxStatus::EOP, 0)
     }
 }
 
@@ -124,9 +125,9 @@ impl Regs for SimE1000 {
     }
     fn write32(&self, off: usize, v: u32) {
         match off {
-            reg::CTRL if v & ctrl::RST != 0 => {
+            reg::CTRL if Ctrl::from_bits_retain(v).contains(Ctrl::RST) => {
                 self.hw_reset();
-                self.set(reg::CTRL, v & !ctrl::RST);
+                self.set(reg::CTRL, v & !Ctrl::RST.bits());
             }
             reg::EERD if v & 1 != 0 => {
                 let a = ((v >> 8) & 0xff) as usize;
@@ -173,9 +174,8 @@ fn init_programs_rings_and_promiscuous_mode() {
     assert_eq!(sim.get(reg::RDLEN), 256 * 16);
     assert_eq!(sim.get(reg::TDLEN), 256 * 16);
     assert_eq!(sim.get(reg::RDT), 255);
-    let rctl = sim.get(reg::RCTL);
-    assert_ne!(rctl & rctl::UPE, 0);
-    assert_ne!(rctl & rctl::MPE, 0);
+    let rctl = Rctl::from_bits_retain(sim.get(reg::RCTL));
+    assert!(rctl.contains(Rctl::UPE | Rctl::MPE | Rctl::BAM | Rctl::EN));
     assert_eq!(sim.get(reg::ITR), ITR_VALUE);
     assert!(d.link_up());
 }
@@ -247,7 +247,8 @@ fn transmits_and_reclaims_and_counts_full_ring_as_drop() {
 #[test]
 fn bad_frames_are_counted_and_dropped() {
     let (mut d, sim, _) = setup(true);
-    use ring::rx_status::{DD, EOP};
+    const DD: RxStatus = RxStatus::DD;
+    const EOP: RxStatus = RxStatus::EOP;
     assert!(sim.inject_raw(&[0; 10], 10, DD | EOP, 0)); // runt
     assert!(sim.inject_raw(&[0; 1600], 1600, DD | EOP, 0)); // oversized
     assert!(sim.inject_raw(&[0; 60], 60, DD | EOP, 0x01)); // CRC error
@@ -299,11 +300,11 @@ fn impossible_head_and_dead_device_reset() {
 fn link_changes_are_counted() {
     let (mut d, sim, hal) = setup(true);
     sim.dev.borrow_mut().link = false;
-    sim.set(reg::ICR, int::LSC);
+    sim.set(reg::ICR, Int::LSC.bits());
     d.service(hal.now_ns());
     assert!(!d.link_up());
     sim.dev.borrow_mut().link = true;
-    sim.set(reg::ICR, int::LSC);
+    sim.set(reg::ICR, Int::LSC.bits());
     d.service(hal.now_ns());
     assert!(d.link_up());
     assert_eq!(d.stats().link_changes, 2);

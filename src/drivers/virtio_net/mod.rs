@@ -16,13 +16,16 @@
 
 mod port;
 pub mod queue;
+mod regs;
 
-use crate::drivers::pci::{self, PciDevice};
+use crate::drivers::pci::PciDevice;
 use crate::drivers::port::PortStats;
 use crate::hal::{DmaRegion, Hal, HalError, PciConfig, Regs};
 use alloc::vec::Vec;
 use log::{info, warn};
 use queue::{QueueError, VirtQueue};
+pub use regs::Features;
+use regs::{DeviceStatus, HdrFlags, NetConfig, NetStatus, WANTED, cfg_type, common, map_cap};
 
 /// Vendor id (Red Hat / virtio).
 pub const VENDOR: u16 = 0x1af4;
@@ -30,53 +33,6 @@ pub const VENDOR: u16 = 0x1af4;
 /// True for a virtio-net function (modern id, or transitional with modern caps).
 pub fn matches(vendor: u16, device: u16) -> bool {
     vendor == VENDOR && (device == 0x1041 || device == 0x1000)
-}
-
-/// Feature bits.
-pub mod feat {
-    /// Guest handles partial checksums.
-    pub const GUEST_CSUM: u64 = 1 << 1;
-    /// Device has a MAC in config space.
-    pub const MAC: u64 = 1 << 5;
-    /// Mergeable receive buffers.
-    pub const MRG_RXBUF: u64 = 1 << 15;
-    /// Link status in config space.
-    pub const STATUS: u64 = 1 << 16;
-    /// Control virtqueue.
-    pub const CTRL_VQ: u64 = 1 << 17;
-    /// Control of RX modes (promiscuous).
-    pub const CTRL_RX: u64 = 1 << 18;
-    /// Virtio 1.0.
-    pub const VERSION_1: u64 = 1 << 32;
-}
-
-const WANTED: u64 =
-    feat::VERSION_1 | feat::MAC | feat::STATUS | feat::MRG_RXBUF | feat::GUEST_CSUM | feat::CTRL_VQ | feat::CTRL_RX;
-
-/// Common configuration offsets (virtio 1.0 §4.1.4.3).
-mod common {
-    pub const DEVICE_FEATURE_SELECT: usize = 0x00;
-    pub const DEVICE_FEATURE: usize = 0x04;
-    pub const DRIVER_FEATURE_SELECT: usize = 0x08;
-    pub const DRIVER_FEATURE: usize = 0x0c;
-    pub const CONFIG_MSIX_VECTOR: usize = 0x10;
-    pub const NUM_QUEUES: usize = 0x12;
-    pub const DEVICE_STATUS: usize = 0x14;
-    pub const QUEUE_SELECT: usize = 0x16;
-    pub const QUEUE_SIZE: usize = 0x18;
-    pub const QUEUE_MSIX_VECTOR: usize = 0x1a;
-    pub const QUEUE_ENABLE: usize = 0x1c;
-    pub const QUEUE_NOTIFY_OFF: usize = 0x1e;
-    pub const QUEUE_DESC: usize = 0x20;
-    pub const QUEUE_DRIVER: usize = 0x28;
-    pub const QUEUE_DEVICE: usize = 0x30;
-}
-
-mod status {
-    pub const ACKNOWLEDGE: u8 = 1;
-    pub const DRIVER: u8 = 2;
-    pub const DRIVER_OK: u8 = 4;
-    pub const FEATURES_OK: u8 = 8;
 }
 
 const NO_VECTOR: u16 = 0xffff;
@@ -88,8 +44,6 @@ const BUF: usize = 2048;
 const QSIZE: u16 = 256;
 /// Control queue size.
 const CTRL_QSIZE: u16 = 8;
-/// Header flag: checksum must be completed (csum_start/csum_offset valid).
-const HDR_F_NEEDS_CSUM: u8 = 1;
 /// Link-status poll interval.
 const LINK_POLL_NS: u64 = 200_000_000;
 
@@ -112,7 +66,7 @@ pub enum VirtioError {
     /// Mapping or DMA failed.
     Hal(HalError),
     /// The device does not offer VERSION_1 (features offered).
-    NoVersion1(u64),
+    NoVersion1(Features),
     /// FEATURES_OK did not stick (status read back).
     FeaturesRejected(u8),
     /// Fewer queues than needed.
@@ -142,7 +96,7 @@ pub struct VirtioNet<H: Hal> {
     isr: H::Regs,
     devcfg: H::Regs,
     notify_mult: u32,
-    features: u64,
+    features: Features,
     msix: bool,
     rx: Q<H::Dma>,
     tx: Q<H::Dma>,
@@ -154,40 +108,6 @@ pub struct VirtioNet<H: Hal> {
     rx_unnotified: u16,
     rx_skip: u16,
     stats: PortStats,
-}
-
-struct CapLoc {
-    bar: u8,
-    offset: u32,
-    length: u32,
-    extra: u32,
-}
-
-fn find_cap<C: PciConfig>(cfg: &C, dev: &PciDevice, cfg_type: u8) -> Option<CapLoc> {
-    dev.caps.iter().filter(|c| c.id == pci::cap_id::VENDOR).find_map(|c| {
-        (cfg.read8(dev.bdf, c.offset + 3) == cfg_type).then(|| CapLoc {
-            bar: cfg.read8(dev.bdf, c.offset + 4),
-            offset: cfg.read32(dev.bdf, c.offset + 8),
-            length: cfg.read32(dev.bdf, c.offset + 12),
-            extra: cfg.read32(dev.bdf, c.offset + 16),
-        })
-    })
-}
-
-fn map_cap<C: PciConfig, H: Hal>(
-    cfg: &C,
-    hal: &H,
-    dev: &PciDevice,
-    cfg_type: u8,
-) -> Result<(H::Regs, u32), VirtioError> {
-    let c = find_cap(cfg, dev, cfg_type).ok_or(VirtioError::NoCapability(cfg_type))?;
-    let bad = VirtioError::CapOutsideBar { cfg_type, bar: c.bar, offset: c.offset, length: c.length };
-    let (addr, size) = dev.mem_bar(usize::from(c.bar)).ok_or(bad)?;
-    if c.length == 0 || u64::from(c.offset) + u64::from(c.length) > size {
-        return Err(bad);
-    }
-    let regs = hal.map_regs(addr + u64::from(c.offset), u64::from(c.length)).map_err(VirtioError::Hal)?;
-    Ok((regs, c.extra))
 }
 
 /// Completes a partial checksum: the ones' complement sum from `start` to the
@@ -217,10 +137,10 @@ impl<H: Hal> VirtioNet<H> {
     /// Maps the device's virtio capabilities and brings it up. With `msix`,
     /// MSI-X table entry 0 must already be programmed.
     pub fn new<C: PciConfig>(hal: H, cfg: &C, dev: &PciDevice, msix: bool) -> Result<Self, VirtioError> {
-        let (common, _) = map_cap(cfg, &hal, dev, 1)?;
-        let (notify, notify_mult) = map_cap(cfg, &hal, dev, 2)?;
-        let (isr, _) = map_cap(cfg, &hal, dev, 3)?;
-        let (devcfg, _) = map_cap(cfg, &hal, dev, 4)?;
+        let (common, _) = map_cap(cfg, &hal, dev, cfg_type::COMMON)?;
+        let (notify, notify_mult) = map_cap(cfg, &hal, dev, cfg_type::NOTIFY)?;
+        let (isr, _) = map_cap(cfg, &hal, dev, cfg_type::ISR)?;
+        let (devcfg, _) = map_cap(cfg, &hal, dev, cfg_type::DEVICE)?;
         let mk = |index, size: u16| -> Result<Q<H::Dma>, VirtioError> {
             let mem = hal.alloc_dma(queue::region_size(size)).map_err(VirtioError::Hal)?;
             let bufs = hal.alloc_dma(usize::from(size) * BUF).map_err(VirtioError::Hal)?;
@@ -235,7 +155,7 @@ impl<H: Hal> VirtioNet<H> {
             isr,
             devcfg,
             notify_mult,
-            features: 0,
+            features: Features::empty(),
             msix,
             rx,
             tx,
@@ -252,14 +172,22 @@ impl<H: Hal> VirtioNet<H> {
         Ok(d)
     }
 
-    fn set_status(&self, s: u8) {
-        self.common.write8(common::DEVICE_STATUS, s);
+    fn set_status(&self, s: DeviceStatus) {
+        self.common.set_flags(common!(device_status), s);
+    }
+
+    fn status(&self) -> DeviceStatus {
+        self.common.flags(common!(device_status))
+    }
+
+    fn link(&self) -> bool {
+        self.devcfg.flags::<NetStatus>(core::mem::offset_of!(NetConfig, status)).contains(NetStatus::LINK_UP)
     }
 
     fn reset_device(&self) {
-        self.set_status(0);
+        self.set_status(DeviceStatus::empty());
         for _ in 0..1000 {
-            if self.common.read8(common::DEVICE_STATUS) == 0 {
+            if self.status().is_empty() {
                 break;
             }
             self.hal.delay_us(10);
@@ -268,40 +196,42 @@ impl<H: Hal> VirtioNet<H> {
 
     fn bring_up(&mut self) -> Result<(), VirtioError> {
         self.reset_device();
-        self.set_status(status::ACKNOWLEDGE | status::DRIVER);
+        let driver = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER;
+        self.set_status(driver);
         let mut offered = 0u64;
         for sel in 0..2u32 {
-            self.common.write32(common::DEVICE_FEATURE_SELECT, sel);
-            offered |= u64::from(self.common.read32(common::DEVICE_FEATURE)) << (32 * sel);
+            self.common.write32(common!(device_feature_select), sel);
+            offered |= u64::from(self.common.read32(common!(device_feature))) << (32 * sel);
         }
-        if offered & feat::VERSION_1 == 0 {
+        let offered = Features::from_bits_retain(offered);
+        if !offered.contains(Features::VERSION_1) {
             return Err(VirtioError::NoVersion1(offered));
         }
         let mut want = offered & WANTED;
-        if want & feat::CTRL_VQ == 0 {
-            want &= !feat::CTRL_RX;
+        if !want.contains(Features::CTRL_VQ) {
+            want.remove(Features::CTRL_RX);
         }
         for sel in 0..2u32 {
-            self.common.write32(common::DRIVER_FEATURE_SELECT, sel);
-            self.common.write32(common::DRIVER_FEATURE, (want >> (32 * sel)) as u32);
+            self.common.write32(common!(driver_feature_select), sel);
+            self.common.write32(common!(driver_feature), (want.bits() >> (32 * sel)) as u32);
         }
-        self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
-        let st = self.common.read8(common::DEVICE_STATUS);
-        if st & status::FEATURES_OK == 0 {
-            return Err(VirtioError::FeaturesRejected(st));
+        self.set_status(driver | DeviceStatus::FEATURES_OK);
+        let st = self.status();
+        if !st.contains(DeviceStatus::FEATURES_OK) {
+            return Err(VirtioError::FeaturesRejected(st.bits()));
         }
         self.features = want;
-        let need = if want & feat::CTRL_VQ != 0 { 3 } else { 2 };
-        let nq = self.common.read16(common::NUM_QUEUES);
+        let need = if want.contains(Features::CTRL_VQ) { 3 } else { 2 };
+        let nq = self.common.read16(common!(num_queues));
         if nq < need {
             return Err(VirtioError::TooFewQueues(nq));
         }
         let vector = if self.msix { 0 } else { NO_VECTOR };
-        self.common.write16(common::CONFIG_MSIX_VECTOR, vector);
-        if self.common.read16(common::CONFIG_MSIX_VECTOR) != vector {
-            return Err(VirtioError::VectorRejected(0xffff, self.common.read16(common::CONFIG_MSIX_VECTOR)));
+        self.common.write16(common!(config_msix_vector), vector);
+        if self.common.read16(common!(config_msix_vector)) != vector {
+            return Err(VirtioError::VectorRejected(0xffff, self.common.read16(common!(config_msix_vector))));
         }
-        let ctrl_index = if want & feat::CTRL_VQ != 0 { Some(2) } else { None };
+        let ctrl_index = if want.contains(Features::CTRL_VQ) { Some(2) } else { None };
         // Queue index of the control queue is 2 without multiqueue.
         let mut qs: Vec<&mut Q<H::Dma>> = alloc::vec![&mut self.rx, &mut self.tx];
         if let (Some(_), Some(c)) = (ctrl_index, self.ctrl.as_mut()) {
@@ -309,47 +239,48 @@ impl<H: Hal> VirtioNet<H> {
         }
         for q in qs {
             q.vq.reset();
-            self.common.write16(common::QUEUE_SELECT, q.index);
-            let max = self.common.read16(common::QUEUE_SIZE);
+            self.common.write16(common!(queue_select), q.index);
+            let max = self.common.read16(common!(queue_size));
             let size = q.vq.size();
             if max < size {
                 return Err(VirtioError::BadQueue(q.index, max));
             }
-            self.common.write16(common::QUEUE_SIZE, size);
+            self.common.write16(common!(queue_size), size);
             let (desc, avail, used) = q.vq.addrs();
-            self.common.write64(common::QUEUE_DESC, desc);
-            self.common.write64(common::QUEUE_DRIVER, avail);
-            self.common.write64(common::QUEUE_DEVICE, used);
+            self.common.write64(common!(queue_desc), desc);
+            self.common.write64(common!(queue_driver), avail);
+            self.common.write64(common!(queue_device), used);
             let qv = if q.index < 2 { vector } else { NO_VECTOR };
-            self.common.write16(common::QUEUE_MSIX_VECTOR, qv);
-            let back = self.common.read16(common::QUEUE_MSIX_VECTOR);
+            self.common.write16(common!(queue_msix_vector), qv);
+            let back = self.common.read16(common!(queue_msix_vector));
             if back != qv {
                 return Err(VirtioError::VectorRejected(q.index, back));
             }
-            q.notify = usize::from(self.common.read16(common::QUEUE_NOTIFY_OFF)) * self.notify_mult as usize;
-            self.common.write16(common::QUEUE_ENABLE, 1);
+            q.notify = usize::from(self.common.read16(common!(queue_notify_off))) * self.notify_mult as usize;
+            self.common.write16(common!(queue_enable), 1);
         }
         if ctrl_index.is_none() {
             self.ctrl = None;
         }
-        self.tx.vq.set_avail_flags(queue::AVAIL_F_NO_INTERRUPT);
+        self.tx.vq.set_avail_flags(queue::AvailFlags::NO_INTERRUPT);
         self.tx_free.clear();
         self.tx_free.extend((0..QSIZE).rev());
-        self.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK);
-        if self.features & feat::MAC != 0 {
+        self.set_status(driver | DeviceStatus::FEATURES_OK | DeviceStatus::DRIVER_OK);
+        if self.features.contains(Features::MAC) {
+            let mac = core::mem::offset_of!(NetConfig, mac);
             for (i, b) in self.mac.iter_mut().enumerate() {
-                *b = self.devcfg.read8(i);
+                *b = self.devcfg.read8(mac + i);
             }
         } else if self.mac == [0; 6] {
             self.mac = [0x02, 0x78, 0x76, 0x69, 0x66, 0x02];
         }
-        self.link = self.features & feat::STATUS == 0 || self.devcfg.read16(6) & 1 != 0;
+        self.link = !self.features.contains(Features::STATUS) || self.link();
         for id in 0..QSIZE {
             let addr = self.rx.bufs.paddr() + u64::from(id) * BUF as u64;
             self.rx.vq.post_one(id, addr, BUF as u32, true).map_err(VirtioError::Queue)?;
         }
         self.kick(self.rx.notify, self.rx.index);
-        if self.features & feat::CTRL_RX != 0 {
+        if self.features.contains(Features::CTRL_RX) {
             // VIRTIO_NET_CTRL_RX (0), VIRTIO_NET_CTRL_RX_PROMISC (0), on.
             self.ctrl_cmd(0, 0, 1)?;
             info!("virtio-net: promiscuous mode on");
@@ -396,7 +327,7 @@ impl<H: Hal> VirtioNet<H> {
     }
 
     /// Negotiated features.
-    pub fn features(&self) -> u64 {
+    pub fn features(&self) -> Features {
         self.features
     }
 

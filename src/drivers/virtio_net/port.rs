@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{BUF, HDR, HDR_F_NEEDS_CSUM, LINK_POLL_NS, QSIZE, VirtioNet, complete_csum, feat};
+use super::{BUF, Features, HDR, HdrFlags, LINK_POLL_NS, QSIZE, VirtioNet, complete_csum};
 use crate::drivers::port::{Port, PortStats, check_rx_len};
 use crate::hal::{DmaRegion, Hal, Regs};
 use log::info;
@@ -49,9 +49,9 @@ impl<H: Hal> Port for VirtioNet<H> {
                 }
             }
         }
-        if self.features & feat::STATUS != 0 && now_ns.saturating_sub(self.link_checked_ns) > LINK_POLL_NS {
+        if self.features.contains(Features::STATUS) && now_ns.saturating_sub(self.link_checked_ns) > LINK_POLL_NS {
             self.link_checked_ns = now_ns;
-            let up = self.devcfg.read16(6) & 1 != 0;
+            let up = self.link();
             if up != self.link {
                 self.link = up;
                 self.stats.link_changes += 1;
@@ -88,7 +88,7 @@ impl<H: Hal> Port for VirtioNet<H> {
             let mut hdr = [0u8; HDR];
             let _ = self.rx.bufs.with_slice(off, HDR, |h| hdr.copy_from_slice(h));
             let nbufs = u16::from_le_bytes([hdr[10], hdr[11]]);
-            if self.features & feat::MRG_RXBUF != 0 && nbufs != 1 {
+            if self.features.contains(Features::MRG_RXBUF) && nbufs != 1 {
                 self.stats.rx_oversize += 1;
                 self.stats.rx.errors += 1;
                 self.rx_skip = nbufs.saturating_sub(1).min(QSIZE);
@@ -100,7 +100,7 @@ impl<H: Hal> Port for VirtioNet<H> {
                 self.repost_rx(id);
                 continue;
             }
-            let needs_csum = hdr[0] & HDR_F_NEEDS_CSUM != 0;
+            let needs_csum = HdrFlags::from_bits_retain(hdr[0]).contains(HdrFlags::NEEDS_CSUM);
             let (start, coff) =
                 (usize::from(u16::from_le_bytes([hdr[6], hdr[7]])), usize::from(u16::from_le_bytes([hdr[8], hdr[9]])));
             let user = f.take()?;

@@ -17,12 +17,23 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{Ordering, fence};
 
-/// Descriptor flag: chained to `next`.
-pub const DESC_F_NEXT: u16 = 1;
-/// Descriptor flag: device writes this buffer.
-pub const DESC_F_WRITE: u16 = 2;
-/// Avail flag: no interrupts for used buffers, please.
-pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+bitflags::bitflags! {
+    /// Descriptor flags (virtio 1.0 §2.4.5).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct DescFlags: u16 {
+        /// Chained to `next`.
+        const NEXT = 1;
+        /// The device writes this buffer.
+        const WRITE = 2;
+    }
+
+    /// Available ring flags (virtio 1.0 §2.4.7).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct AvailFlags: u16 {
+        /// No interrupts for used buffers, please.
+        const NO_INTERRUPT = 1;
+    }
+}
 
 /// Largest queue this driver uses.
 pub const MAX_SIZE: u16 = 256;
@@ -100,16 +111,16 @@ impl<D: DmaRegion> VirtQueue<D> {
         (p, p + avail_offset(self.size) as u64, p + used_offset(self.size) as u64)
     }
 
-    /// Sets the available ring's flags (e.g. `AVAIL_F_NO_INTERRUPT`).
-    pub fn set_avail_flags(&mut self, flags: u16) {
-        self.mem.write16(avail_offset(self.size), flags);
+    /// Sets the available ring's flags.
+    pub fn set_avail_flags(&mut self, flags: AvailFlags) {
+        self.mem.write16(avail_offset(self.size), flags.bits());
     }
 
-    fn write_desc(&self, id: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    fn write_desc(&self, id: u16, addr: u64, len: u32, flags: DescFlags, next: u16) {
         let d = 16 * usize::from(id);
         self.mem.write64(d, addr);
         self.mem.write32(d + 8, len);
-        self.mem.write16(d + 12, flags);
+        self.mem.write16(d + 12, flags.bits());
         self.mem.write16(d + 14, next);
     }
 
@@ -130,7 +141,9 @@ impl<D: DmaRegion> VirtQueue<D> {
         }
         for (i, (&id, &(addr, len, write))) in ids.iter().zip(bufs).enumerate() {
             let next = ids.get(i + 1).copied();
-            let flags = if write { DESC_F_WRITE } else { 0 } | if next.is_some() { DESC_F_NEXT } else { 0 };
+            let mut flags = DescFlags::empty();
+            flags.set(DescFlags::WRITE, write);
+            flags.set(DescFlags::NEXT, next.is_some());
             self.write_desc(id, addr, len, flags, next.unwrap_or(0));
         }
         if let Some(p) = self.posted.get_mut(usize::from(head)) {
@@ -246,7 +259,7 @@ mod tests {
                     u32::from_le_bytes(b[8..12].try_into().unwrap()),
                     flags,
                 ));
-                if flags & DESC_F_NEXT == 0 {
+                if flags & DescFlags::NEXT.bits() == 0 {
                     break;
                 }
                 id = u16::from_le_bytes([b[14], b[15]]);
@@ -280,7 +293,7 @@ mod tests {
             q.post_one(id, 0x1000 * u64::from(id), 2048, true).unwrap();
             let (head, chain) = dev.take().unwrap();
             assert_eq!(head, id);
-            assert_eq!(chain, vec![(0x1000 * u64::from(id), 2048, DESC_F_WRITE)]);
+            assert_eq!(chain, vec![(0x1000 * u64::from(id), 2048, DescFlags::WRITE.bits())]);
             dev.complete(u32::from(head), round % 2000);
             assert_eq!(q.pop_used().unwrap(), Some((id, round % 2000)));
             assert_eq!(q.pop_used().unwrap(), None);
@@ -294,7 +307,8 @@ mod tests {
         q.post(&[3, 4, 5], &[(0xa000, 2, false), (0xb000, 1, false), (0xc000, 1, true)]).unwrap();
         let (head, chain) = dev.take().unwrap();
         assert_eq!(head, 3);
-        assert_eq!(chain, vec![(0xa000, 2, DESC_F_NEXT), (0xb000, 1, DESC_F_NEXT), (0xc000, 1, DESC_F_WRITE)]);
+        let (next, write) = (DescFlags::NEXT.bits(), DescFlags::WRITE.bits());
+        assert_eq!(chain, vec![(0xa000, 2, next), (0xb000, 1, next), (0xc000, 1, write)]);
         // The same head cannot be posted twice while in flight.
         assert_eq!(q.post_one(3, 0, 1, false), Err(QueueError::Full));
         assert_eq!(q.post_one(16, 0, 1, false), Err(QueueError::BadId(16)));
