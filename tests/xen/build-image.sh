@@ -6,8 +6,10 @@
 #   vmlinuz        Debian's 6.1 kernel, used for dom0 and for Linux PV guests
 #   dom0.cpio.gz   dom0 initramfs: busybox, bash, flock, xl, xenstored,
 #                  xenconsoled, xen-init-dom0, xenstore-* tools, their libs,
-#                  /etc/xen/scripts, Xen kernel modules; /init brings up the
-#                  toolstack, bridge xenbr0 (10.0.0.1/24), prints
+#                  /etc/xen/scripts, Xen kernel modules, qemu-xen (the HVM
+#                  device model) with SeaBIOS and iPXE ROMs; /init brings up the
+#                  toolstack, bridge xenbr0 (10.0.0.1/24), bridge xenbr1 on
+#                  the outer machine's e1000 when there is one, prints
 #                  XVIF-DOM0-READY, runs /guests/autorun.sh if present, then
 #                  gives a shell on the console. /guests/ holds vmlinuz and
 #                  domU.cpio.gz so dom0 can start Linux PV guests.
@@ -74,11 +76,25 @@ if [ -z "$KPKG" ]; then apt_update && find_kernel; fi
 [ -n "$KPKG" ] || die "cannot find a linux-image-6.1.0-N-amd64 package in the apt lists"
 KVER=${KPKG#linux-image-}; KVER=${KVER%-unsigned}
 
+# The device model libxl starts for HVM guests (xen-config/xvif-hvm.cfg):
+# bookworm's qemu-system-xen (libxl runs /usr/libexec/xen-qemu-system-i386),
+# the SeaBIOS image libxl reads for every qemu-xen HVM guest even with
+# firmware= (/usr/share/seabios/bios-256k.bin), the iPXE ROMs QEMU loads into
+# the emulated NICs' ROM BARs (QEMU's firmware path has /usr/lib/ipxe/qemu),
+# the en-us keymap QEMU reads even with `-vnc none` (qemu-system-data),
+# and the libraries the qemu binary links (spice pulls in gstreamer, ssl and
+# libstdc++; copy_bin takes only the files actually needed).
+DM_PKGS=(qemu-system-xen qemu-system-data seabios ipxe-qemu libspice-server1 libgstreamer1.0-0
+         libgstreamer-plugins-base1.0-0 liborc-0.4-0 libopus0 libssl3 libsasl2-2 libstdc++6
+         liblz4-1 libglib2.0-0 libpcre2-8-0 libffi8 libmount1 libselinux1 libblkid1 libfdt1
+         libjpeg62-turbo libpixman-1-0 libusb-1.0-0 libudev1 libunwind8 libdw1 libelf1
+         libbz2-1.0 libcap2)
 PKGS=(xen-hypervisor-$XENV-amd64 xen-utils-$XENV xen-utils-common xenstore-utils
       libxenmisc$XENV libxenstore4 libxentoolcore1 libxentoollog1 libxencall1
       libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxendevicemodel1 libxenhypfs1
       libyajl2 libext2fs2 liblzma5 libuuid1 libzstd1 zlib1g libncurses6 libtinfo6
-      libc6 libgcc-s1 "$KPKG" busybox-static bash util-linux)
+      libc6 libgcc-s1 "$KPKG" busybox-static bash util-linux
+      "${DM_PKGS[@]}")
 
 uris=$(apt-get download --print-uris "${PKGS[@]}" 2>/dev/null) ||
   { apt_update && uris=$(apt-get download --print-uris "${PKGS[@]}" 2>/dev/null); } ||
@@ -210,7 +226,7 @@ bash "$HOSTILE_DIR/build.sh" "$R/usr/bin/hostile-netfront" || die "building host
 for b in xenstore-read xenstore-write; do copy_bin "$R" "usr/bin/$b"; done
 cat >"$R/init" <<'EOF'
 #!/bin/sh
-# Linux PV test guest. Kernel command line: ip=ADDR/LEN [ping=ADDR]
+# Linux PV test guest. Kernel command line: ip=ADDR/LEN or ip=dhcp [ping=ADDR]
 # [nfqueues=N] (netfront's max_queues: N > 1 asks the backend for N queues)
 # [xvif_hostile=1] (no netfront: xen-gntalloc and xen-evtchn for
 # /usr/bin/hostile-netfront, which plays the frontend; tests/xen/hostile/)
@@ -234,6 +250,15 @@ fi
 ip link set lo up
 if [ "$HOSTILE" = 1 ]; then
   :
+elif [ -e /sys/class/net/eth0 ] && [ "$IP" = dhcp ]; then
+  # busybox udhcpc; the script sets the address and prints XVIF-DOMU-DHCP
+  printf '%s\n' '#!/bin/sh' 'case $1 in bound|renew)' \
+    '  ip addr flush dev $interface; ip addr add $ip/$mask dev $interface' \
+    '  echo "XVIF-DOMU-DHCP $interface ip=$ip/$mask server=$serverid" >/dev/console;; esac' >/tmp/dhcp.sh
+  chmod +x /tmp/dhcp.sh
+  ip link set eth0 up
+  udhcpc -i eth0 -b -t 3 -T 2 -s /tmp/dhcp.sh >/dev/null 2>&1
+  echo "XVIF-DOMU-UP eth0 ip=dhcp mac=$(cat /sys/class/net/eth0/address)"
 elif [ -e /sys/class/net/eth0 ]; then
   [ -n "$IP" ] && ip addr add "$IP" dev eth0
   ip link set eth0 up
@@ -244,7 +269,7 @@ fi
 ip addr
 # Hot-plugged netfront devices (xl network-attach after a detach) come up
 # with the same address: a device with no IPv4 address gets $IP.
-if [ -n "$IP" ]; then
+if [ -n "$IP" ] && [ "$IP" != dhcp ]; then
   ( while true; do
       for d in /sys/class/net/eth*; do
         [ -e "$d" ] || continue; d=${d##*/}
@@ -341,7 +366,7 @@ log "netdd.cpio.gz $(du -h "$WORK/out/netdd.cpio.gz" | cut -f1)"
 ########## dom0 root ##########
 R=$WORK/root-dom0; mkroot "$R"
 copy_mods "$R" xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback xen-netfront \
-  bridge xen-pciback xen-blkback tun
+  bridge xen-pciback xen-blkback tun e1000
 XB=usr/lib/xen-$XENV/bin
 for b in xl xenstored xenconsoled xenconsole xen-init-dom0 xenstore-control libxl-save-helper \
          xenctx readnotes lsevtchn xentop xen-diag init-xenstore-domain; do
@@ -353,6 +378,13 @@ for b in xenstore xenstore-chmod xenstore-exists xenstore-list xenstore-ls xenst
 done
 copy_bin "$R" bin/bash
 copy_bin "$R" usr/bin/flock
+# qemu-xen, the device model of HVM guests (see DM_PKGS above)
+copy_bin "$R" usr/libexec/xen-qemu-system-i386
+mkdir -p "$R/usr/share/seabios" "$R/usr/lib/ipxe/qemu"
+cp "$S/usr/share/seabios/bios-256k.bin" "$R/usr/share/seabios/"
+cp "$S/usr/lib/ipxe/qemu/efi-e1000.rom" "$S/usr/lib/ipxe/qemu/efi-virtio.rom" "$R/usr/lib/ipxe/qemu/"
+mkdir -p "$R/usr/share/qemu/keymaps"
+cp "$S/usr/share/qemu/keymaps/en-us" "$R/usr/share/qemu/keymaps/"
 # glibc dlopen()s libgcc_s for pthread_cancel: without it `xl create` aborts
 # with signal 6 ("libgcc_s.so.1 must be installed for pthread_cancel to work").
 cp -L "$S/lib/x86_64-linux-gnu/libgcc_s.so.1" "$R/lib/x86_64-linux-gnu/"
@@ -372,7 +404,8 @@ mount -t tmpfs tmpfs /run
 # /var/lock: xenconsole (`xl console`) takes its lock file there
 mkdir -p /run/xen /run/xenstored /var/lib/xen /var/log/xen/console /var/lock
 t0=$(cut -d' ' -f1 /proc/uptime)
-for m in xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback bridge xen-pciback; do
+# tun: qemu-xen's tap for an HVM guest's emulated NIC
+for m in xen-evtchn xen-gntdev xen-gntalloc xenfs xen-privcmd xen-netback bridge xen-pciback tun; do
   modprobe $m || echo "dom0-init: modprobe $m failed"
 done
 mount -t xenfs xenfs /proc/xen
@@ -387,6 +420,23 @@ xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/c
 brctl addbr xenbr0   # (busybox brctl here lacks stp/setfd: use sysfs)
 echo 0 >/sys/class/net/xenbr0/bridge/stp_state; echo 0 >/sys/class/net/xenbr0/bridge/forward_delay
 ip addr add 10.0.0.1/24 dev xenbr0; ip link set xenbr0 up; ip link set lo up
+# The outer machine's e1000 (xenvm.py's outer_net=True: a wire to a peer
+# outside Xen) joins bridge xenbr1, where qemu-xen's taps of HVM guests with
+# bridge=xenbr1 land. dom0 takes no address and sends nothing on that wire.
+if grep -qx 0x100e /sys/bus/pci/devices/*/device 2>/dev/null; then
+  modprobe e1000 || echo "dom0-init: modprobe e1000 failed"
+  for i in $(seq 1 50); do ls /sys/class/net | grep -q '^eth' && break; sleep 0.1; done
+  brctl addbr xenbr1
+  echo 0 >/sys/class/net/xenbr1/bridge/stp_state; echo 0 >/sys/class/net/xenbr1/bridge/forward_delay
+  for d in /sys/class/net/eth*; do
+    [ -e "$d" ] || continue; d=${d##*/}
+    echo 1 >/proc/sys/net/ipv6/conf/$d/disable_ipv6
+    brctl addif xenbr1 "$d"; ip link set "$d" up
+  done
+  echo 1 >/proc/sys/net/ipv6/conf/xenbr1/disable_ipv6
+  ip link set xenbr1 up
+  echo "dom0-init: xenbr1 = $(ls /sys/class/net/xenbr1/brif | tr '\n' ' ')"
+fi
 echo "XVIF-DOM0-READY uptime=$(cut -d' ' -f1 /proc/uptime) (toolstack start at $t0)"
 if [ -f /guests/autorun.sh ]; then
   echo "dom0-init: running /guests/autorun.sh"
