@@ -19,12 +19,12 @@ _VM = None
 
 
 def guest_files():
-    """Files placed in dom0's /guests/: the xl configs from xen-config/ and,
-    if $XVIF_ELF is set, that ELF as /guests/xvif.elf."""
+    """Files placed in dom0's /guests/: the xl configs and scripts from
+    xen-config/ and, if $XVIF_ELF is set, that ELF as /guests/xvif.elf."""
     files = []
     if os.path.isdir(XEN_CONFIG):
         for f in sorted(os.listdir(XEN_CONFIG)):
-            if f.endswith(".cfg"):
+            if f.endswith((".cfg", ".sh")):
                 files.append(os.path.join(XEN_CONFIG, f))
     elf = os.environ.get("XVIF_ELF")
     if elf:
@@ -34,11 +34,18 @@ def guest_files():
     return files
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "outer_net: boot Xen with the outer NIC (XenVM(outer_net=True))")
+
+
 @pytest.fixture(scope="session")
-def xen():
+def xen(request):
     """A booted Xen + dom0 shared by all tests of the session."""
     global _VM
-    vm = XenVM(guest_files=guest_files())
+    # A module marked outer_net (test_hvm.py) needs the wire to a peer
+    # outside Xen; sessions without one boot exactly as before.
+    outer = any(item.get_closest_marker("outer_net") for item in request.session.items)
+    vm = XenVM(guest_files=guest_files(), outer_net=outer)
     vm.auto_diagnostics = False    # attached to the failing test's report instead
     vm.excused = set()             # (xen timestamp, domid) of excused triple faults
     vm.boot()

@@ -48,6 +48,8 @@ import weakref
 
 import pexpect
 
+import outernet
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 QEMU = os.environ.get("XVIF_QEMU", "/usr/bin/qemu-system-x86_64")
@@ -243,7 +245,12 @@ class _Tee:
 
 class XenVM:
     def __init__(self, guest_files=(), image_dir=None, log_dir=None, hard_timeout=None,
-                 xen_extra="", dom0_extra="", mem="3G", smp=2, qemu=QEMU, echo=None, cpu=None, monitor=False):
+                 xen_extra="", dom0_extra="", mem="3G", smp=2, qemu=QEMU, echo=None, cpu=None, monitor=False,
+                 outer_net=False):
+        """outer_net=True: a wire to a peer outside Xen (outernet.py): an
+        e1000 at 00:05.0 on a tap in a namespace of its own with dnsmasq,
+        enslaved to xenbr1 in dom0, and a QMP socket for set_link(); the
+        QEMU process then runs inside that namespace."""
         self.image = image_dir or run_build_image()
         for f in ("xen", "vmlinuz", "dom0.cpio.gz"):
             if not os.path.isfile(os.path.join(self.image, f)):
@@ -256,6 +263,8 @@ class XenVM:
         self.mem, self.smp, self.qemu = mem, smp, qemu
         self.cpu = cpu or QEMU_CPU
         self.monitor = monitor
+        self.outer_net = outer_net
+        self.outer = None              # outernet.OuterNet once started
         self.echo = os.environ.get("XVIF_XEN_ECHO") == "1" if echo is None else echo
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_dir = log_dir or os.environ.get("XVIF_LOG_DIR")
@@ -356,11 +365,19 @@ class XenVM:
             "-append", self.xen_cmdline,
             "-initrd", "%s %s,%s" % (os.path.join(self.image, "vmlinuz"), self.dom0_cmdline, self.initrd),
         ]
-        self.cmdline = "timeout " + " ".join("'%s'" % a if " " in a else a for a in args)
+        command = "timeout"
+        if self.outer_net:
+            self.qmp_path = os.path.join(self.log_dir, "qmp.sock")
+            args += outernet.qemu_args(self.qmp_path)
+            self.outer = outernet.OuterNet(self.log_dir)
+            # QEMU opens the tap in the namespace that holds it
+            wrapped = self.outer.wrap(["timeout"] + args)
+            command, args = wrapped[0], wrapped[1:]
+        self.cmdline = command + " " + " ".join("'%s'" % a if " " in a else a for a in args)
         self.log = _Tee(self.serial_log, self.echo)
         self.log.write("# %s\n" % self.cmdline)
         self.t0 = time.time()
-        self.p = pexpect.spawn("timeout", args, encoding="utf-8", codec_errors="replace",
+        self.p = pexpect.spawn(command, args, encoding="utf-8", codec_errors="replace",
                                timeout=60, maxread=65536, searchwindowsize=200000,
                                dimensions=(50, 250), echo=False)
         self.p.logfile_read = self.log
@@ -629,6 +646,13 @@ class XenVM:
         self._upload(data)
         self.sh("_w %s" % path, record=False, quiet=True, check=True)
 
+    def set_link(self, up):
+        """The outer e1000's link up or down (QMP set_link; outer_net only)."""
+        if self.outer is None:
+            raise XenVMError("set_link needs XenVM(outer_net=True)")
+        outernet.qmp(self.qmp_path, "set_link", {"name": outernet.NIC_ID, "up": bool(up)})
+        self.note("outer NIC link %s" % ("up" if up else "down"))
+
     # ------------------------------------------------------------ diagnostics
     def serial_tail(self, lines=150):
         try:
@@ -711,6 +735,9 @@ class XenVM:
             pass
         if self.initrd and os.path.exists(self.initrd):
             os.unlink(self.initrd)
+        if self.outer is not None:
+            self.outer.close()
+            self.outer = None
         if self.t0:
             self.timing("total_qemu_lifetime", self.t())
         try:
