@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: xen-stress xen-hostile bench-xen bench-mem fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: xen-stress xen-hostile xen-hvm bench-xen bench-mem fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -60,8 +60,15 @@ xen-deps:
 	bash tests/xen/setup.sh
 	bash tests/xen/build-image.sh
 
+# test_hvm.py (xvif as an HVM container with a NIC) is left out until the
+# xvif side of it lands: `make xen-hvm` runs it alone.
 xen-test: build xen-deps
-	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen
+	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen --ignore=tests/xen/test_hvm.py
+
+# xvif as an HVM container owning an e1000 emulated by qemu-xen, Linux PV
+# guests behind it reaching a peer outside Xen (tests/xen/test_hvm.py).
+xen-hvm: build xen-deps
+	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen/test_hvm.py
 
 # test_load.py with its ping flood, which trips the nested emulator's triple
 # fault in about half the runs (tests/xen/nested-repro/README.md).

@@ -123,6 +123,10 @@ command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v gzip >/dev/null || need_pkgs+=(gzip)
 command -v timeout >/dev/null || need_pkgs+=(coreutils)
 command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
+# the peer outside Xen (outernet.py, test_hvm.py): DHCP server, ping, netns
+command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
+command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v apt-get >/dev/null || { say "apt-get missing: not a Debian host?"; exit 1; }
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt_update
