@@ -154,10 +154,10 @@ pub fn run(mut p: platform::Platform) -> ! {
     info!("command line: '{}'{cmdline_from}", p.boot.cmdline());
     if let Some(h) = &p.hvm {
         info!(
-            "HVM container: {} vCPU(s), RAM below 4 GiB to {:#x}, memory types {:?}",
+            "HVM container: {} vCPU(s), RAM below 4 GiB to {:#x}, memory types: {}",
             h.nr_vcpus,
             u64::from(h.low_mem_pgend) << 12,
-            p.mtrr
+            p.mtrr.map_or(alloc::string::String::from("?"), |m| alloc::format!("{m}"))
         );
     }
     for i in &issues {

@@ -55,6 +55,9 @@ impl Port for Nic {
     fn link_up(&self) -> bool {
         each!(self, d => d.link_up())
     }
+    fn note_interrupt(&mut self) {
+        each!(self, d => d.note_interrupt())
+    }
     fn service(&mut self, now_ns: u64) -> bool {
         each!(self, d => d.service(now_ns))
     }

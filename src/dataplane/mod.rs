@@ -138,6 +138,9 @@ impl DataPlane {
         let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, notify, .. } = self;
         if let Some(n) = nic.as_mut() {
             let fired = n.dev.irq.as_ref().is_some_and(IrqFlag::take);
+            if fired {
+                n.dev.nic.note_interrupt();
+            }
             busy |= n.dev.nic.service(now);
             let ingress = n.port;
             for _ in 0..NIC_BUDGET {

@@ -63,6 +63,9 @@ pub trait Port {
     fn mac(&self) -> [u8; 6];
     /// Link state.
     fn link_up(&self) -> bool;
+    /// Says the device's interrupt fired: the next `service` reads its
+    /// causes (drivers that read nothing to acknowledge it ignore this).
+    fn note_interrupt(&mut self) {}
     /// Housekeeping: interrupt causes, link changes, TX reclaim, RX refill,
     /// hang detection and reset. Returns true when it did anything.
     fn service(&mut self, now_ns: u64) -> bool;

@@ -39,6 +39,18 @@ pub enum Mtrr {
     },
 }
 
+impl core::fmt::Display for Mtrr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Mtrr::Absent => f.write_str("no MTRRs"),
+            Mtrr::AlreadySet => f.write_str("MTRRs already set"),
+            Mtrr::Enabled { hole_start, variable } => {
+                write!(f, "write-back, {hole_start:#x}-4 GiB uncacheable ({variable} variable ranges)")
+            }
+        }
+    }
+}
+
 /// Physical address bits (CPUID 0x80000008), 36 when not reported.
 fn phys_bits() -> u32 {
     if cpu::cpuid(0x8000_0000, 0).eax >= 0x8000_0008 {

@@ -18,6 +18,10 @@ struct Dev {
     tx_stalled: bool,
     sent: Vec<Vec<u8>>,
     resets: u32,
+    /// Register reads (each a VM exit on a real machine under Xen).
+    reads: u32,
+    /// RDT writes.
+    rdt_writes: u32,
 }
 
 #[derive(Clone)]
@@ -107,6 +111,7 @@ impl Regs for SimE1000 {
         0x20000
     }
     fn read32(&self, off: usize) -> u32 {
+        self.dev.borrow_mut().reads += 1;
         match off {
             reg::ICR => {
                 let v = self.get(reg::ICR);
@@ -134,6 +139,10 @@ impl Regs for SimE1000 {
                 let m = self.dev.borrow().eeprom_mac;
                 let w = if a < 3 { u16::from_le_bytes([m[2 * a], m[2 * a + 1]]) } else { 0 };
                 self.set(reg::EERD, (u32::from(w) << 16) | (1 << 4));
+            }
+            reg::RDT => {
+                self.dev.borrow_mut().rdt_writes += 1;
+                self.set(reg::RDT, v);
             }
             reg::TDT => {
                 self.set(reg::TDT, v);
@@ -260,7 +269,8 @@ fn bad_frames_are_counted_and_dropped() {
     assert_eq!(d.receive(|b| b.to_vec()), Some(frame(1, 64)));
     let s = d.stats();
     assert_eq!((s.rx_runts, s.rx_oversize, s.rx.errors, s.rx.packets), (1, 3, 5, 1));
-    // Every descriptor went back to the device.
+    // Every descriptor went back to the device once the ring was found empty.
+    assert_eq!(d.receive(|b| b.len()), None);
     assert_eq!(sim.get(reg::RDT), 7);
 }
 
@@ -292,6 +302,7 @@ fn impossible_head_and_dead_device_reset() {
     assert_eq!(d.stats().resets, 1);
     assert_eq!(sim.get(reg::RDT), 255);
     sim.set(reg::ICR, u32::MAX);
+    d.note_interrupt();
     assert!(d.service(hal.now_ns()));
     assert_eq!(d.stats().resets, 2);
 }
@@ -301,11 +312,64 @@ fn link_changes_are_counted() {
     let (mut d, sim, hal) = setup(true);
     sim.dev.borrow_mut().link = false;
     sim.set(reg::ICR, Int::LSC.bits());
+    d.note_interrupt();
     d.service(hal.now_ns());
     assert!(!d.link_up());
     sim.dev.borrow_mut().link = true;
     sim.set(reg::ICR, Int::LSC.bits());
+    d.note_interrupt();
     d.service(hal.now_ns());
     assert!(d.link_up());
     assert_eq!(d.stats().link_changes, 2);
+}
+
+#[test]
+fn registers_are_read_after_an_interrupt_or_once_per_check_interval() {
+    let (mut d, sim, hal) = setup(true);
+    let t0 = hal.now_ns();
+    d.service(t0);
+    let reads = sim.dev.borrow().reads;
+    // A busy loop polling the NIC: no register read, frames still found.
+    for i in 1..1000 {
+        d.service(t0 + i * 1000);
+    }
+    assert!(sim.inject(&frame(1, 64)));
+    assert_eq!(d.receive(|b| b.len()), Some(64));
+    assert_eq!(sim.dev.borrow().reads, reads, "registers read between checks without an interrupt");
+    // An interrupt: the causes are read (lowering the line) on the next call.
+    sim.dev.borrow_mut().link = false;
+    sim.set(reg::ICR, Int::LSC.bits());
+    d.note_interrupt();
+    d.service(t0 + 2_000_000);
+    assert_eq!(sim.get(reg::ICR), 0, "ICR not read after the interrupt");
+    assert!(!d.link_up());
+    // Without an interrupt a link change is still seen within the interval.
+    sim.dev.borrow_mut().link = true;
+    sim.set(reg::ICR, Int::LSC.bits());
+    d.service(t0 + 3_000_000);
+    assert!(!d.link_up(), "read before the interval elapsed");
+    d.service(t0 + 3_000_000 + REG_CHECK_NS);
+    assert!(d.link_up());
+}
+
+#[test]
+fn received_descriptors_go_back_in_batches() {
+    let (mut d, sim, _) = setup(true);
+    let writes = sim.dev.borrow().rdt_writes;
+    for i in 0..40 {
+        assert!(sim.inject(&frame(i, 60)));
+    }
+    let mut got = 0;
+    while let Some(len) = d.receive(|b| b.len()) {
+        assert_eq!(len, 60);
+        got += 1;
+    }
+    assert_eq!(got, 40);
+    // 40 descriptors: two full batches of RDT_BATCH and the rest when empty.
+    assert_eq!(sim.dev.borrow().rdt_writes - writes, 3);
+    assert_eq!(sim.get(reg::RDT), (255 + 40) % 256);
+    // The device can fill every descriptor handed back.
+    for i in 0..255 {
+        assert!(sim.inject(&frame(i, 60)), "descriptor {i} not handed back");
+    }
 }

@@ -106,6 +106,10 @@ pub struct VirtioNet<H: Hal> {
     link: bool,
     link_checked_ns: u64,
     rx_unnotified: u16,
+    /// The legacy interrupt fired since ISR was last read.
+    interrupted: bool,
+    /// When ISR is read next without an interrupt (legacy interrupts only).
+    isr_due_ns: u64,
     rx_skip: u16,
     stats: PortStats,
 }
@@ -165,6 +169,8 @@ impl<H: Hal> VirtioNet<H> {
             link: false,
             link_checked_ns: 0,
             rx_unnotified: 0,
+            interrupted: false,
+            isr_due_ns: 0,
             rx_skip: 0,
             stats: PortStats::default(),
         };

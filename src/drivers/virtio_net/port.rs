@@ -22,10 +22,17 @@ impl<H: Hal> Port for VirtioNet<H> {
         self.link
     }
 
+    fn note_interrupt(&mut self) {
+        self.interrupted = true;
+    }
+
     fn service(&mut self, now_ns: u64) -> bool {
         let mut busy = false;
-        if !self.msix {
-            // Reading ISR acknowledges a legacy interrupt.
+        if !self.msix && (self.interrupted || now_ns >= self.isr_due_ns) {
+            // Reading ISR acknowledges a legacy interrupt; without one it is
+            // read only now and then (a VM exit each under Xen).
+            self.interrupted = false;
+            self.isr_due_ns = now_ns.saturating_add(super::super::e1000::REG_CHECK_NS);
             let isr = self.isr.read8(0);
             busy |= isr != 0;
             if isr != 0 {
