@@ -21,8 +21,10 @@ build:
 	$(CARGO) build --release --target $(TARGET)
 	@echo "xvif: $(ELF) is $$(stat -c %s $(ELF)) bytes"
 
-# The real demo: Xen 4.17 + Linux dom0 nested in QEMU (TCG), xvif as the PVH
-# network driver domain, a Linux PV guest served by it; leaves you at dom0's shell.
+# The real demo: Xen 4.17 + Linux dom0 nested in QEMU (TCG), xvif as the
+# network driver domain in an HVM container owning a NIC wired to a peer
+# outside Xen, a Linux PV guest served by it that pings the peer and fetches
+# a file from it; leaves you at dom0's shell.
 run: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) python3 tests/xen/demo.py
 
@@ -60,10 +62,8 @@ xen-deps:
 	bash tests/xen/setup.sh
 	bash tests/xen/build-image.sh
 
-# test_hvm.py (xvif as an HVM container with a NIC) is left out until the
-# xvif side of it lands: `make xen-hvm` runs it alone.
 xen-test: build xen-deps
-	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen --ignore=tests/xen/test_hvm.py
+	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen
 
 # xvif as an HVM container owning an e1000 emulated by qemu-xen, Linux PV
 # guests behind it reaching a peer outside Xen (tests/xen/test_hvm.py).

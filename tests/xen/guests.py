@@ -69,6 +69,27 @@ def start_xvif(xen, ip, memory=64, timeout=120):
     return domid(xen, "xvif")
 
 
+QEMU_DM_LOG = "/var/log/xen/qemu-dm-xvif.log"
+
+
+def start_xvif_hvm(xen, cmdline, timeout=180):
+    """(Re)starts xvif as an HVM container owning a NIC (xvif-hvm.cfg, through
+    xvif-hvm-start.sh, which puts `cmdline` into its xenstore home), waits
+    for its ready line; returns its domid."""
+    if domid(xen, "xvif") is not None:
+        xen.sh("xl destroy xvif", timeout=120)
+    record_console_crashes(xen, "xvif")
+    xen.sh("rm -f %s %s; : > /var/log/xen/xl-xvif.log" % (XVIF_CONSOLE, QEMU_DM_LOG), quiet=True)
+    rc, out = xen.sh("sh /guests/xvif-hvm-start.sh /guests/xvif-hvm.cfg '%s'" % cmdline, timeout=300)
+    if rc != 0:
+        _, dm = xen.sh("cat %s 2>/dev/null" % QEMU_DM_LOG, quiet=True)
+        raise AssertionError("xvif-hvm-start.sh failed (rc=%d):\n%s\n--- xl-xvif.log:\n%s\n--- %s:\n%s" % (
+            rc, out.strip()[-2000:], xl_log_tail(xen, "xvif"), QEMU_DM_LOG, dm.strip()[-2000:]))
+    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
+               timeout=timeout)
+    return domid(xen, "xvif")
+
+
 def xvif_domid(xen):
     """xvif's domid; fails the test plainly when xvif is not running."""
     d = domid(xen, "xvif")

@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 
 SUBNET = "192.168.77"
 PEER_IP = SUBNET + ".1"
@@ -48,6 +49,7 @@ class OuterNet:
         self.log_dir = log_dir
         self.leases = os.path.join(log_dir, "dnsmasq.leases")
         self.dnsmasq = None
+        self.servers = []
         _sh("ip", "netns", "add", self.name)
         try:
             self.run("ip", "link", "set", "lo", "up")
@@ -107,6 +109,29 @@ class OuterNet:
         s.listen(4)
         return s
 
+    def serve(self, port, body):
+        """An HTTP/1.0 server on PEER_IP:port answering every GET with `body`
+        (bytes), in a daemon thread until close(). Returns the listener."""
+        lst = self.listener(port)
+
+        def loop():
+            while True:
+                try:
+                    conn, _ = lst.accept()
+                except OSError:
+                    return                      # listener closed
+                with conn:
+                    conn.settimeout(30)
+                    try:
+                        req = conn.recv(4096)
+                        if req.startswith(b"GET "):
+                            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                    except OSError:
+                        pass
+        threading.Thread(target=loop, daemon=True).start()
+        self.servers.append(lst)
+        return lst
+
     def ping(self, target, count=100, interval=0.2, ipv6=False, dev=None, deadline=None):
         """(sent, received, output) of the host's ping inside the namespace;
         a link-local IPv6 target needs dev (the tap)."""
@@ -139,6 +164,13 @@ class OuterNet:
         return out
 
     def close(self):
+        for lst in self.servers:
+            try:
+                lst.shutdown(socket.SHUT_RDWR)      # wakes the thread's accept()
+            except OSError:
+                pass
+            lst.close()
+        self.servers = []
         if self.dnsmasq is not None and self.dnsmasq.poll() is None:
             # our own `ip netns exec dnsmasq` process (exec'd: the same PID)
             self.dnsmasq.terminate()

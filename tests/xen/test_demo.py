@@ -1,12 +1,16 @@
-"""`make run`'s demo, driven without a person: its own steps, then what its
-printed hints promise (`xl console xvif`, `xl console guesta`, a detach and
-re-attach after which the guest's new device comes up with its address).
+"""`make run`'s demo, driven without a person: its own steps (xvif as an HVM
+container owning the NIC, a guest behind it reaching the peer outside Xen),
+then what its printed hints promise (`xl console xvif`, `xl console guesta`,
+ping and wget to the peer, a detach and re-attach after which the guest's
+new device comes up with its address).
 
 Needs $XVIF_ELF (the Makefile sets it)."""
 import pytest
 
-from demo import GUEST_IP, XVIF_IP, run_demo
+from demo import GUEST_IP, HELLO, HTTP_PORT, PEER_IP, XVIF_IP, run_demo
 from guests import domid, wait_until
+
+pytestmark = pytest.mark.outer_net
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +28,16 @@ def test_demo_guest_reaches_xvif(demo):
     xen, g = demo
     sent, got, out = g.ping(XVIF_IP, count=10, interval="0.2")
     assert got == 10, out
+
+
+def test_demo_guest_reaches_the_peer_outside_through_xvifs_nic(demo):
+    xen, g = demo
+    sent, got, out = g.ping(PEER_IP, count=10, interval="0.2")
+    assert got == 10, out
+    rc, out = g.run("wget -qO- http://%s:%d/" % (PEER_IP, HTTP_PORT))
+    assert HELLO.decode().strip() in out, out
+    rc, out = xen.sh("xl list -l xvif | grep -m1 '\"type\"'", quiet=True)
+    assert '"hvm"' in out, out
 
 
 def test_xl_console_xvif_shows_its_log(demo):

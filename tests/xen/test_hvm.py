@@ -26,7 +26,8 @@ import time
 import pytest
 
 import outernet
-from guests import Guest, domid, last_line, record_console_crashes, wait_until, xl_create, xl_log_tail
+from guests import (QEMU_DM_LOG, XVIF_CONSOLE, Guest, domid, last_line, record_console_crashes, start_xvif_hvm,
+                    wait_until, xenstore_kv, xl_create)
 
 pytestmark = pytest.mark.outer_net
 
@@ -34,8 +35,6 @@ PEER = outernet.PEER_IP
 XVIF_IP = outernet.SUBNET + ".2"
 CMDLINE = "ip=%s/24 log=debug" % XVIF_IP
 XVIF_MAC = "00:16:3e:77:00:02"          # xvif-hvm.cfg's emulated e1000
-XVIF_CONSOLE = "/var/log/xen/console/guest-xvif.log"
-QEMU_DM_LOG = "/var/log/xen/qemu-dm-xvif.log"
 MB = 1024 * 1024
 
 
@@ -49,23 +48,6 @@ def eui64_link_local(mac):
 def xvif_log(xen):
     rc, out = xen.sh("cat %s 2>/dev/null" % XVIF_CONSOLE, quiet=True)
     return out
-
-
-def start_hvm_xvif(xen, timeout=180):
-    """(Re)starts xvif from xvif-hvm.cfg with CMDLINE in xenstore; waits for
-    its ready line; returns its domid."""
-    if domid(xen, "xvif") is not None:
-        xen.sh("xl destroy xvif", timeout=120)
-    record_console_crashes(xen, "xvif")
-    xen.sh("rm -f %s %s; : > /var/log/xen/xl-xvif.log" % (XVIF_CONSOLE, QEMU_DM_LOG), quiet=True)
-    rc, out = xen.sh("sh /guests/xvif-hvm-start.sh /guests/xvif-hvm.cfg '%s'" % CMDLINE, timeout=300)
-    if rc != 0:
-        _, dm = xen.sh("cat %s 2>/dev/null" % QEMU_DM_LOG, quiet=True)
-        raise AssertionError("xvif-hvm-start.sh failed (rc=%d):\n%s\n--- xl-xvif.log:\n%s\n--- %s:\n%s" % (
-            rc, out.strip()[-2000:], xl_log_tail(xen, "xvif"), QEMU_DM_LOG, dm.strip()[-2000:]))
-    wait_until("xvif ready", lambda: xen.sh("grep -c 'xvif ready' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
-               timeout=timeout)
-    return domid(xen, "xvif")
 
 
 class OutsideGuest(Guest):
@@ -118,7 +100,7 @@ def hvm(xen):
     for name in ("hvma", "hvmb"):
         if domid(xen, name) is not None:
             xen.sh("xl destroy %s" % name, timeout=120)
-    xen.hvm_xvif = start_hvm_xvif(xen)
+    xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE)
     guests = {
         "a": OutsideGuest(xen, "hvma", "dhcp", "00:16:3e:77:00:0a"),
         "b": OutsideGuest(xen, "hvmb", outernet.SUBNET + ".12", "00:16:3e:77:00:0b"),
@@ -140,7 +122,7 @@ def serving(hvm):
     if domid(xen, "xvif") != xen.hvm_xvif:
         for g in guests.values():
             g.destroy()
-        xen.hvm_xvif = start_hvm_xvif(xen)
+        xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE)
     for g in guests.values():
         g.ensure()
     yield
@@ -178,7 +160,9 @@ def test_boots_as_hvm_with_its_command_line_from_xenstore(hvm):
     rc, out = xen.sh("xl list -l xvif | grep -m1 '\"type\"'", quiet=True)
     assert '"hvm"' in out, out
     log = xvif_log(xen)
-    assert "command line: '%s'" % CMDLINE in log, log[-3000:]
+    assert "command line: '%s' (from xenstore xvif/cmdline)" % CMDLINE in log, log[-3000:]
+    # Found as an HVM container (the HVM info table), memory made write-back.
+    assert re.search(r"HVM container: 1 vCPU\(s\), .*memory types: write-back", log), log[-3000:]
     assert "xvif ready" in log, log[-3000:]
     assert re.search(r"xen: Xen 4\.\d+, upcall vector", log), log[-3000:]
     rc, dm = xen.sh("cat %s" % QEMU_DM_LOG, quiet=True)
@@ -189,7 +173,11 @@ def test_finds_the_emulated_e1000_and_its_link_is_up(hvm):
     xen, _ = hvm
     log = xvif_log(xen)
     assert re.search(r"pci: \d+ function\(s\)", log), log[-3000:]
-    assert re.search(r"nic: e1000 at 00:[0-9a-f]{2}\.0 mac %s link up, interrupts: \S+" % XVIF_MAC, log), \
+    # No firmware placed its BARs: xvif did (memory and I/O), in the MMIO hole.
+    assert re.search(r"pci: 00:[0-9a-f]{2}\.0 placed 2 BAR\(s\): \[Mem \{ addr: f[0-9a-f]{7}, size: 20000", log), \
+        log[-3000:]
+    # The 82540EM has no MSI: INTx through Xen's I/O APIC, not polling.
+    assert re.search(r"nic: e1000 at 00:[0-9a-f]{2}\.0 mac %s link up, interrupts: INTx \(vector" % XVIF_MAC, log), \
         log[-3000:]
 
 
@@ -287,10 +275,17 @@ def test_management_address_answers_outside_and_nic_counters_match_the_wire(hvm)
         assert nic_counter(after, what, "rx") == nic_counter(before, what, "rx"), what
 
 
+def counter_changes(before, after):
+    """The /metrics counters that moved, as "name{labels} +N" lines."""
+    return "\n".join("%s +%d" % (k, after[k] - before.get(k, 0)) for k in sorted(after)
+                     if after[k] != before.get(k, 0))
+
+
 def test_two_guests_talk_to_each_other_and_outside_at_once(hvm):
     xen, g = hvm
     a, b = g["a"], g["b"]
     a_ip = a.address()
+    before = metrics(xen)
     for guest, target, f in ((a, b.ip, "/tmp/p_ab"), (b, PEER, "/tmp/p_bpeer")):
         rc, out = guest.run("rm -f {f}; (ping -c 100 -i 0.2 -W 10 -q {t} > {f} 2>&1 &); echo started".format(
             f=f, t=target))
@@ -302,22 +297,33 @@ def test_two_guests_talk_to_each_other_and_outside_at_once(hvm):
             rc, out = guest.run("cat %s" % f)
             return re.search(r"(\d+) packets transmitted, (\d+) packets received", out)
         m = wait_until("%s's ping summary" % guest.name, summary, timeout=300, interval=5)
-        assert m.group(1) == m.group(2) == "100", "%s: %s" % (guest.name, m.group(0))
+        assert m.group(1) == m.group(2) == "100", "%s: %s\nxvif's counters that moved:\n%s\nvifs: %s" % (
+            guest.name, m.group(0), counter_changes(before, metrics(xen)),
+            [xenstore_kv(xen, "/local/domain/%d/data/xvif/vifs/vif%d_0" % (xen.hvm_xvif, x.domid)) for x in (a, b)])
 
 
-def test_outer_link_down_and_up(hvm):
+def set_nic_link(xen, up):
+    """The link of xvif's NIC, pulled or put back in its device model: the
+    e1000 qemu-xen emulates for it (id nic0, libxl's name for the first
+    emulated NIC), through qemu-xen's monitor."""
+    rc, out = xen.sh("xl qemu-monitor-command xvif 'set_link nic0 %s'" % ("on" if up else "off"), quiet=True)
+    assert rc == 0 and "rror" not in out, out
+
+
+def test_nic_link_down_and_up(hvm):
     xen, g = hvm
     b = g["b"]
     before = metrics(xen)
-    xen.set_link(False)
+    downs = xen.sh("grep -c 'e1000: link down' %s" % XVIF_CONSOLE, quiet=True)[1]
+    set_nic_link(xen, False)
     try:
         wait_until("xvif to see the link down",
-                   lambda: xen.sh("grep -c 'e1000: link down' %s" % XVIF_CONSOLE, quiet=True)[0] == 0,
+                   lambda: xen.sh("grep -c 'e1000: link down' %s" % XVIF_CONSOLE, quiet=True)[1] != downs,
                    timeout=60)
         sent, got, out = xen.outer.ping(b.ip, count=5, interval=0.5, deadline=15)
         assert got == 0, "pings crossed a pulled link: " + out
     finally:
-        xen.set_link(True)
+        set_nic_link(xen, True)
     wait_until("the peer to reach %s again" % b.name, lambda: xen.outer.ping(b.ip, count=1, deadline=10)[1] == 1,
                timeout=120, interval=2)
     sent, got, out = xen.outer.ping(b.ip, count=50, interval=0.1)
