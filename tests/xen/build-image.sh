@@ -320,7 +320,8 @@ log "domU.cpio.gz $(du -h "$WORK/out/domU.cpio.gz" | cut -f1)"
 # online=0 and the backend reached state 6 (closed), remove the backend
 # directory (dom0's libxl waits for that on `xl destroy`/network-detach).
 R=$WORK/root-netdd; mkroot "$R"
-copy_mods "$R" xen-netback bridge
+# xen-pcifront + e1000: a NIC given by PV passthrough (pci=[...]) joins br0
+copy_mods "$R" xen-netback bridge xen-pcifront e1000
 for b in xenstore-read xenstore-write xenstore-list xenstore-rm xenstore-exists; do copy_bin "$R" "usr/bin/$b"; done
 cat >"$R/init" <<'EOF'
 #!/bin/sh
@@ -336,6 +337,17 @@ brctl addbr br0   # (busybox brctl here lacks stp/setfd: use sysfs)
 echo 0 >/sys/class/net/br0/bridge/stp_state; echo 0 >/sys/class/net/br0/bridge/forward_delay
 [ -n "$IP" ] && ip addr add "$IP" dev br0
 ip link set br0 up
+# A NIC passed through to this domain (pci=[...] in its config) is on the
+# bridge with the vifs: guests behind netback reach that NIC's wire.
+modprobe xen-pcifront
+if grep -qx 0x100e /sys/bus/pci/devices/*/device 2>/dev/null; then
+  modprobe e1000
+  for i in $(seq 1 50); do ls /sys/class/net | grep -q '^eth' && break; sleep 0.1; done
+  for d in /sys/class/net/eth*; do
+    [ -e "$d" ] || continue; d=${d##*/}
+    brctl addif br0 "$d"; ip link set "$d" up; echo "netdd: $d on br0"
+  done
+fi
 echo "XVIF-NETDD-UP $(uname -r) domid=$(xenstore-read domid) br0=$IP"
 ( while true; do
     for fe in $(xenstore-list backend/vif 2>/dev/null); do
@@ -423,7 +435,11 @@ ip addr add 10.0.0.1/24 dev xenbr0; ip link set xenbr0 up; ip link set lo up
 # The outer machine's e1000 (xenvm.py's outer_net=True: a wire to a peer
 # outside Xen) joins bridge xenbr1, where qemu-xen's taps of HVM guests with
 # bridge=xenbr1 land. dom0 takes no address and sends nothing on that wire.
-if grep -qx 0x100e /sys/bus/pci/devices/*/device 2>/dev/null; then
+# With xvif_outer=pt on dom0's command line (XenVM(iommu=...)) the e1000 is
+# for passthrough instead: dom0 leaves it unbound, for xl pci-assignable-add.
+if grep -qw xvif_outer=pt /proc/cmdline; then
+  echo "dom0-init: outer e1000 left for passthrough: $(grep -lx 0x100e /sys/bus/pci/devices/*/device | cut -d/ -f6 | tr '\n' ' ')"
+elif grep -qx 0x100e /sys/bus/pci/devices/*/device 2>/dev/null; then
   modprobe e1000 || echo "dom0-init: modprobe e1000 failed"
   for i in $(seq 1 50); do ls /sys/class/net | grep -q '^eth' && break; sleep 0.1; done
   brctl addbr xenbr1

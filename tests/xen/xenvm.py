@@ -66,6 +66,12 @@ XEN_CMDLINE = ("console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_v
                "loglvl=all guest_loglvl=all noreboot console_timestamps=boot")
 DOM0_CMDLINE = "console=hvc0 earlyprintk=xen rdinit=/init"
 READY = "XVIF-DOM0-READY"
+# The emulated IOMMU of XenVM(iommu=...), placed before every other PCI
+# device (QEMU wants the IOMMU first so the devices after it are behind it).
+IOMMU_DEVICE = {
+    "intel": ["-device", "intel-iommu,intremap=on,eim=on"],
+    "amd": ["-device", "amd-iommu,intremap=on"],
+}
 PROMPT = "dom0# "
 
 # Seen on the console when something died: stop waiting at once.
@@ -246,17 +252,31 @@ class _Tee:
 class XenVM:
     def __init__(self, guest_files=(), image_dir=None, log_dir=None, hard_timeout=None,
                  xen_extra="", dom0_extra="", mem="3G", smp=2, qemu=QEMU, echo=None, cpu=None, monitor=False,
-                 outer_net=False):
+                 outer_net=False, iommu=None):
         """outer_net=True: a wire to a peer outside Xen (outernet.py): an
         e1000 at 00:05.0 on a tap in a namespace of its own with dnsmasq,
         enslaved to xenbr1 in dom0, and a QMP socket for set_link(); the
-        QEMU process then runs inside that namespace."""
+        QEMU process then runs inside that namespace.
+
+        iommu="intel" or "amd" (or $XVIF_XEN_IOMMU): the outer machine is a
+        q35 with QEMU's emulated IOMMU of that kind (VT-d with interrupt
+        remapping, or AMD-Vi), Xen gets iommu=verbose, and the outer wire
+        (implied) is left to passthrough: dom0 (`xvif_outer=pt` on its
+        command line) neither binds the e1000 nor builds xenbr1, so
+        `xl pci-assignable-add 0000:00:05.0` can hand it to a guest."""
         self.image = image_dir or run_build_image()
         for f in ("xen", "vmlinuz", "dom0.cpio.gz"):
             if not os.path.isfile(os.path.join(self.image, f)):
                 raise XenVMError("image %s lacks %s (run tests/xen/build-image.sh)" % (self.image, f))
         self.guest_files = list(guest_files)
         self.hard_timeout = int(hard_timeout or os.environ.get("XVIF_XEN_HARD_TIMEOUT", 3600))
+        self.iommu = iommu or os.environ.get("XVIF_XEN_IOMMU") or None
+        if self.iommu not in (None, "intel", "amd"):
+            raise XenVMError("iommu=%r: expected intel or amd" % self.iommu)
+        if self.iommu:
+            outer_net = True
+            xen_extra = "iommu=verbose " + xen_extra
+            dom0_extra = ("xvif_outer=pt " + dom0_extra).strip()
         xen_extra = (xen_extra + " " + os.environ.get("XVIF_XEN_EXTRA", "")).strip()
         self.xen_cmdline = (XEN_CMDLINE + " " + xen_extra).strip()
         self.dom0_cmdline = (DOM0_CMDLINE + " " + dom0_extra).strip()
@@ -351,7 +371,9 @@ class XenVM:
                 raise XenVMError("path %r has a comma or space: QEMU's -initrd cannot take it" % path)
         args = [
             "--signal=TERM", "--kill-after=10", str(self.hard_timeout), self.qemu,
-            "-machine", "pc", "-accel", os.environ.get("XVIF_QEMU_ACCEL", "tcg,thread=multi"), "-cpu", self.cpu,
+            "-machine", "q35" if self.iommu else "pc",
+        ] + IOMMU_DEVICE.get(self.iommu, []) + [
+            "-accel", os.environ.get("XVIF_QEMU_ACCEL", "tcg,thread=multi"), "-cpu", self.cpu,
             "-smp", str(self.smp), "-m", self.mem,
             "-display", "none", "-monitor", "none",
             # signal=off: a Ctrl-C we send must reach dom0, not kill QEMU.
