@@ -9,7 +9,7 @@ QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
 
-.PHONY: xen-stress xen-hostile xen-hvm bench-xen bench-mem fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
+.PHONY: xen-stress xen-hostile xen-hvm xen-hvm-pt bench-xen bench-mem fuzz fuzz-build fuzz-smoke all build run run-qemu test host-test qemu-test xen-test xen-deps lint fmt bench deps clean
 
 all: build
 
@@ -69,6 +69,11 @@ xen-test: build xen-deps
 # guests behind it reaching a peer outside Xen (tests/xen/test_hvm.py).
 xen-hvm: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen/test_hvm.py
+
+# The same with the outer e1000 passed through to xvif (tests/xen/test_hvm_pt.py):
+# the outer machine a q35 with QEMU's intel-iommu, Xen with iommu=verbose.
+xen-hvm-pt: build xen-deps
+	XVIF_ELF=$(CURDIR)/$(ELF) XVIF_XEN_IOMMU=$${XVIF_XEN_IOMMU:-intel} $(PYTEST) tests/xen/test_hvm_pt.py
 
 # test_load.py with its ping flood, which trips the nested emulator's triple
 # fault in about half the runs (tests/xen/nested-repro/README.md).

@@ -72,15 +72,17 @@ def start_xvif(xen, ip, memory=64, timeout=120):
 QEMU_DM_LOG = "/var/log/xen/qemu-dm-xvif.log"
 
 
-def start_xvif_hvm(xen, cmdline, timeout=180):
+def start_xvif_hvm(xen, cmdline, overrides=(), timeout=180):
     """(Re)starts xvif as an HVM container owning a NIC (xvif-hvm.cfg, through
-    xvif-hvm-start.sh, which puts `cmdline` into its xenstore home), waits
-    for its ready line; returns its domid."""
+    xvif-hvm-start.sh, which puts `cmdline` into its xenstore home, with
+    `overrides` for xl create, e.g. a passed-through NIC), waits for its
+    ready line; returns its domid."""
     if domid(xen, "xvif") is not None:
         xen.sh("xl destroy xvif", timeout=120)
     record_console_crashes(xen, "xvif")
     xen.sh("rm -f %s %s; : > /var/log/xen/xl-xvif.log" % (XVIF_CONSOLE, QEMU_DM_LOG), quiet=True)
-    rc, out = xen.sh("sh /guests/xvif-hvm-start.sh /guests/xvif-hvm.cfg '%s'" % cmdline, timeout=300)
+    rc, out = xen.sh("sh /guests/xvif-hvm-start.sh /guests/xvif-hvm.cfg '%s' %s" % (
+        cmdline, " ".join("'%s'" % o for o in overrides)), timeout=300)
     if rc != 0:
         _, dm = xen.sh("cat %s 2>/dev/null" % QEMU_DM_LOG, quiet=True)
         raise AssertionError("xvif-hvm-start.sh failed (rc=%d):\n%s\n--- xl-xvif.log:\n%s\n--- %s:\n%s" % (

@@ -137,8 +137,11 @@ class OuterNet:
         a link-local IPv6 target needs dev (the tap)."""
         if ipv6 and target.startswith("fe80") and "%" not in target:
             target += "%" + (dev or TAP)
+        # Without a deadline, ping sends exactly `count` and then waits for
+        # the replies still on their way; with -w it stops at the count-th
+        # reply, and requests still in flight then count as lost.
         args = ["ping", "-6" if ipv6 else "-4", "-n", "-q", "-c", str(count), "-i", str(interval),
-                "-W", "10", "-w", str(deadline or int(count * interval) + 60), target]
+                "-W", "10"] + (["-w", str(deadline)] if deadline else []) + [target]
         r = self.run(*args, check=False)
         m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
         assert m, "no ping summary: " + r.stdout + r.stderr

@@ -16,6 +16,11 @@ management address answers ping and serves /metrics outside, with the NIC
 port's counters equal to the frames on the wire; two guests talking to each
 other and to the outside at once; the outer link pulled and put back.
 
+The NIC is chosen by the module's NIC: EMULATED here; test_hvm_pt.py runs
+the same tests with PASSTHROUGH (the outer e1000 itself, given to xvif by
+xen_pt, in a session booted with XVIF_XEN_IOMMU). Each module skips in the
+other kind of session: with the IOMMU, dom0 builds no xenbr1.
+
 Needs $XVIF_ELF (the Makefile sets it)."""
 import hashlib
 import os
@@ -34,7 +39,13 @@ pytestmark = pytest.mark.outer_net
 PEER = outernet.PEER_IP
 XVIF_IP = outernet.SUBNET + ".2"
 CMDLINE = "ip=%s/24 log=debug" % XVIF_IP
-XVIF_MAC = "00:16:3e:77:00:02"          # xvif-hvm.cfg's emulated e1000
+# xvif's NIC: the e1000 qemu-xen emulates on xenbr1 (xvif-hvm.cfg as it is),
+# or the outer machine's e1000 passed through: no emulated NIC, no PV vif.
+EMULATED = {"name": "emulated", "mac": "00:16:3e:77:00:02", "overrides": ()}
+PT_BDF = "0000:00:05.0"                  # outernet.NIC_PCI_ADDR on bus 0
+PASSTHROUGH = {"name": "passthrough", "mac": outernet.NIC_MAC, "bdf": PT_BDF,
+               "overrides": ("vif=[]", 'pci=["%s,permissive=1"]' % PT_BDF)}
+NIC = EMULATED
 MB = 1024 * 1024
 
 
@@ -95,12 +106,23 @@ class OutsideGuest(Guest):
 
 
 @pytest.fixture(scope="module")
-def hvm(xen):
+def hvm(xen, request):
     assert xen.outer is not None, "the session's Xen has no outer wire (module not marked outer_net?)"
+    nic = request.module.NIC
+    if nic is PASSTHROUGH and not xen.iommu:
+        pytest.skip("passthrough needs a session booted with XVIF_XEN_IOMMU=intel (or amd)")
+    if nic is EMULATED and xen.iommu:
+        pytest.skip("this session's outer e1000 is left for passthrough (XVIF_XEN_IOMMU): no xenbr1")
+    if nic is PASSTHROUGH:
+        rc, out = xen.sh("xl pci-assignable-list", quiet=True)
+        if PT_BDF not in out:
+            rc, out = xen.sh("xl pci-assignable-add %s" % PT_BDF, timeout=120)
+            assert rc == 0, out
+    xen.hvm_nic = nic
     for name in ("hvma", "hvmb"):
         if domid(xen, name) is not None:
             xen.sh("xl destroy %s" % name, timeout=120)
-    xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE)
+    xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE, nic["overrides"])
     guests = {
         "a": OutsideGuest(xen, "hvma", "dhcp", "00:16:3e:77:00:0a"),
         "b": OutsideGuest(xen, "hvmb", outernet.SUBNET + ".12", "00:16:3e:77:00:0b"),
@@ -122,7 +144,7 @@ def serving(hvm):
     if domid(xen, "xvif") != xen.hvm_xvif:
         for g in guests.values():
             g.destroy()
-        xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE)
+        xen.hvm_xvif = start_xvif_hvm(xen, CMDLINE, xen.hvm_nic["overrides"])
     for g in guests.values():
         g.ensure()
     yield
@@ -169,16 +191,20 @@ def test_boots_as_hvm_with_its_command_line_from_xenstore(hvm):
     assert not re.search(r"(?i)error|could not|failed", dm), dm
 
 
-def test_finds_the_emulated_e1000_and_its_link_is_up(hvm):
+def test_finds_its_e1000_and_its_link_is_up(hvm):
     xen, _ = hvm
     log = xvif_log(xen)
     assert re.search(r"pci: \d+ function\(s\)", log), log[-3000:]
-    # No firmware placed its BARs: xvif did (memory and I/O), in the MMIO hole.
-    assert re.search(r"pci: 00:[0-9a-f]{2}\.0 placed 2 BAR\(s\): \[Mem \{ addr: f[0-9a-f]{7}, size: 20000", log), \
-        log[-3000:]
+    if xen.hvm_nic is EMULATED:
+        # No firmware placed its BARs: xvif did (memory and I/O), in the MMIO hole.
+        assert re.search(r"pci: 00:[0-9a-f]{2}\.0 placed 2 BAR\(s\): \[Mem \{ addr: f[0-9a-f]{7}, size: 20000",
+                         log), log[-3000:]
+    else:
+        # xen_pt shows the machine's BAR addresses: nothing to place.
+        assert not re.search(r"pci: 00:[0-9a-f]{2}\.0 placed", log), log[-3000:]
     # The 82540EM has no MSI: INTx through Xen's I/O APIC, not polling.
-    assert re.search(r"nic: e1000 at 00:[0-9a-f]{2}\.0 mac %s link up, interrupts: INTx \(vector" % XVIF_MAC, log), \
-        log[-3000:]
+    assert re.search(r"nic: e1000 at 00:[0-9a-f]{2}\.0 mac %s link up, interrupts: INTx \(vector" % xen.hvm_nic["mac"],
+                     log), log[-3000:]
 
 
 def test_guest_gets_its_address_by_dhcp_from_outside(hvm):
@@ -303,9 +329,13 @@ def test_two_guests_talk_to_each_other_and_outside_at_once(hvm):
 
 
 def set_nic_link(xen, up):
-    """The link of xvif's NIC, pulled or put back in its device model: the
+    """The link of xvif's NIC, pulled or put back where the NIC lives: the
     e1000 qemu-xen emulates for it (id nic0, libxl's name for the first
-    emulated NIC), through qemu-xen's monitor."""
+    emulated NIC) through qemu-xen's monitor, or the outer machine's e1000
+    passed through to it (QMP on the outer QEMU)."""
+    if xen.hvm_nic is PASSTHROUGH:
+        xen.set_link(up)
+        return
     rc, out = xen.sh("xl qemu-monitor-command xvif 'set_link nic0 %s'" % ("on" if up else "off"), quiet=True)
     assert rc == 0 and "rror" not in out, out
 
