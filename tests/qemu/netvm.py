@@ -5,24 +5,24 @@ host side's address; QEMU runs inside it (`ip netns exec`) with
 `-netdev tap`. Traffic only ever targets addresses inside that namespace.
 Everything is torn down on exit: QEMU is stopped by PID, the namespace deleted.
 """
-import contextlib
-import ctypes
 import itertools
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import netns  # noqa: E402
 
 from qemu import ELF, QEMU
 
 HOST_IP = "10.0.2.2"
 GUEST_IP = "10.0.2.15"
 GUEST_MAC = "52:54:00:12:34:56"
-CLONE_NEWNET = 0x40000000
 _seq = itertools.count()
-_libc = ctypes.CDLL(None, use_errno=True)
 
 NIC_DEVICES = {
     "e1000": "e1000",
@@ -57,19 +57,9 @@ class NetNs:
     def popen(self, args, **kw):
         return subprocess.Popen(["ip", "netns", "exec", self.name] + list(args), **kw)
 
-    @contextlib.contextmanager
     def entered(self):
         """Runs the block inside the namespace; sockets made here stay in it."""
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        fd = os.open("/var/run/netns/" + self.name, os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            yield
-        finally:
-            _libc.setns(own, CLONE_NEWNET)
-            os.close(fd)
-            os.close(own)
+        return netns.entered(self.name)
 
     def socket(self, *args):
         with self.entered():
@@ -189,12 +179,7 @@ class NetVM:
     def metrics(self):
         head, body = self.http_get()
         assert head.startswith("HTTP/1.0 200"), head
-        values = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                key, _, v = line.rpartition(" ")
-                values[key] = int(v)
-        return values
+        return netns.parse_metrics(body)
 
     def send_raw(self, frames):
         """Sends raw Ethernet frames out of tap0 (towards xvif)."""

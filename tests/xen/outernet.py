@@ -15,14 +15,16 @@ touched. Test clients (ping, TCP sockets) run inside it: `run()`, `popen()`,
 
 Needs `ip` and `dnsmasq` on the host (tests/xen/setup.sh installs dnsmasq).
 """
-import contextlib
-import ctypes
 import itertools
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import netns  # noqa: E402
 
 SUBNET = "192.168.77"
 PEER_IP = SUBNET + ".1"
@@ -32,8 +34,6 @@ NIC_ID = "outer0"            # QEMU device id of the outer e1000 (QMP set_link)
 NIC_PCI_ADDR = "0x5"         # fixed slot, so a later passthrough can name it
 NIC_MAC = "52:54:00:77:00:10"
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _seq = itertools.count()
 
 
@@ -79,19 +79,9 @@ class OuterNet:
     def popen(self, args, **kw):
         return subprocess.Popen(self.wrap(args), **kw)
 
-    @contextlib.contextmanager
     def entered(self):
         """Runs the block inside the namespace; sockets made here stay in it."""
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        fd = os.open("/var/run/netns/" + self.name, os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            yield
-        finally:
-            _libc.setns(own, CLONE_NEWNET)
-            os.close(fd)
-            os.close(own)
+        return netns.entered(self.name)
 
     def socket(self, *args):
         with self.entered():

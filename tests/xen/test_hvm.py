@@ -31,6 +31,7 @@ import time
 import pytest
 
 import outernet
+import netns  # noqa: E402  (tests/, put on the path by outernet)
 from guests import (QEMU_DM_LOG, XVIF_CONSOLE, Guest, domid, last_line, record_console_crashes, start_xvif_hvm,
                     wait_until, xenstore_kv, xl_create)
 
@@ -162,12 +163,7 @@ def metrics(xen):
             data += chunk
     head, _, body = data.decode("utf-8", "replace").partition("\r\n\r\n")
     assert head.startswith("HTTP/1.0 200"), head
-    values = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            key, _, v = line.rpartition(" ")
-            values[key] = int(v)
-    return values
+    return netns.parse_metrics(body)
 
 
 def nic_counter(m, what, direction=None):
