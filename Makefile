@@ -115,8 +115,8 @@ bench-xen: build xen-deps
 # Guest -> outside and back with the outer e1000 passed through (IOMMU
 # session, as xen-hvm-pt): TCP each way, ping RTT, boot-to-ready and the
 # smallest memory= of xvif (HVM container) against a Linux driver domain
-# given the same NIC by PV passthrough. About 15 minutes with the memory
-# search; BENCH_NIC_ARGS=--no-mem skips that search.
+# given the same NIC by PV passthrough. One run took 7 minutes, memory
+# search included; BENCH_NIC_ARGS=--no-mem skips that search.
 bench-nic: build xen-deps
 	XVIF_ELF=$(CURDIR)/$(ELF) python3 tests/bench/xen_nicbench.py $(BENCH_NIC_ARGS)
 

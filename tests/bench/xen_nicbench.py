@@ -153,16 +153,43 @@ def start_dd(vm, kind, memory, timeout):
     m = re.search(r"NICREADY rc=(\d+) t=([0-9.]+) ok=(\d)", out)
     if not m or m.group(1) != "0" or m.group(3) != "1":
         _, started = vm.sh("cat /tmp/nicstart.out", quiet=True)
-        _, tail = vm.sh("tail -n 25 %s 2>/dev/null; xl list %s 2>&1 | tail -n 1" % (con, kind), quiet=True)
-        raise BenchError("%s (memory=%d) not ready: %s\n--- start output:\n%s\n--- console tail:\n%s" % (
-            kind, memory, m.group(0) if m else out.strip()[-500:], started.strip()[-1500:], tail.strip()[-2500:]))
+        _, tail = vm.sh("grep -a -m1 -i -E 'Kernel panic|Out of memory' %s 2>/dev/null; tail -n 25 %s 2>/dev/null; "
+                        "xl list %s 2>&1 | tail -n 1" % (con, con, kind), quiet=True)
+        # the first line that says why: xl/libxc's error, the kernel's panic
+        why = [l.strip() for l in (started + "\n" + tail).splitlines()
+               if re.search(r"panic|out of memory|error", l, re.I)]
+        raise BenchError("%s (memory=%d) not ready%s: %s\n--- start output:\n%s\n--- console tail:\n%s" % (
+            kind, memory, " (%s)" % why[0][:160] if why else "", m.group(0) if m else out.strip()[-500:],
+            started.strip()[-1500:], tail.strip()[-2500:]))
     info = {}
     if kind == "xvif":
-        _, o = vm.sh("grep -a -o 'xvif ready: [0-9]* ms after entry' %s | tail -n 1" % con, quiet=True)
-        mm = re.search(r"ready: (\d+) ms after entry", o)
+        # "xvif ready: 12.345 ms after entry, 678 ms since reset"
+        _, o = vm.sh("grep -a 'xvif ready:' %s | tail -n 1" % con, quiet=True)
+        mm = re.search(r"ready: ([0-9.]+) ms after entry(?:, (\d+) ms since reset)?", o)
         if mm:
-            info["ms_after_entry"] = int(mm.group(1))
+            info["ms_after_entry"] = float(mm.group(1))
+            if mm.group(2):
+                info["ms_since_reset"] = int(mm.group(2))
     return float(m.group(2)), info
+
+
+# Xen's messages for a DMA the IOMMU refused and for an interrupt with no
+# handler (test_hvm_pt.IOMMU_TROUBLE's first kinds).
+IOMMU_GREP = "DMAR:\\[|\\[VT-D\\]DMAR|fault addr|IO_PAGE_FAULT|No irq handler for vector|iommu_fault"
+FAULTS = []          # (phase, [lines]) in the order seen
+_seen_faults = set()
+
+
+def check_faults(vm, phase):
+    """Xen's IOMMU fault lines that are new since the last check, recorded
+    against `phase`; returns them."""
+    rc, out = vm.sh("xl dmesg | grep -a -i -E '%s' | tail -n 40" % IOMMU_GREP, quiet=True, raw=True)
+    new = [l.strip() for l in out.splitlines() if l.strip() and l.strip() not in _seen_faults]
+    _seen_faults.update(new)
+    if new:
+        FAULTS.append((phase, new))
+        log("IOMMU faults during %s:\n  %s" % (phase, "\n  ".join(new[:6])))
+    return new
 
 
 def stop(vm, *names):
@@ -326,6 +353,10 @@ def measure(vm, kind, args):
     finally:
         stop(vm, "nicg", kind)
         vm.timing("%s: whole measured path" % kind, time.time() - t_path)
+    # figures made while the IOMMU refused the NIC's DMA are not figures
+    faults = check_faults(vm, "%s measured path" % kind)
+    if faults and res["ok"]:
+        res.update(ok=False, error="IOMMU fault during the measured path: " + faults[0])
     return res
 
 
@@ -345,6 +376,7 @@ def works_with(vm, kind, mem):
     finally:
         stop(vm, "nicg", kind)
         vm.timing("%s: memory=%d tried" % (kind, mem), time.time() - t0)
+        check_faults(vm, "%s memory=%d trial" % (kind, mem))
 
 
 def smallest_memory(vm, kind, values, default, deadline):
@@ -401,7 +433,8 @@ def table(results, mem, args, cmd, load0, load1, log_dir):
     lines.append("%-28s %16s %16s %24s" % ("smallest memory= (MiB)", mcell(mx), mcell(ml), ratio(
         mx and mx["mib"], ml and ml["mib"], False)))
     if x.get("ms_after_entry") is not None:
-        lines.append("xvif's own count: ready %d ms after its entry point" % x["ms_after_entry"])
+        lines.append("xvif's own count: ready %.3f ms after its entry point%s" % (
+            x["ms_after_entry"], ", %d ms since reset" % x["ms_since_reset"] if "ms_since_reset" in x else ""))
     lines.append("RTT min/max (ms): xvif %s, Linux dd %s" % (
         "%.3f/%.3f" % (x["rtt_min"], x["rtt_max"]) if x.get("ok") else "-",
         "%.3f/%.3f" % (l["rtt_min"], l["rtt_max"]) if l.get("ok") else "-"))
@@ -465,12 +498,11 @@ def main():
                     continue      # the shipped value failed: nothing to search below
                 mib, tried = smallest_memory(vm, kind, values, default, deadline)
                 mem[kind] = {"mib": mib, "tried": tried, "default": default}
-        # Xen's refused DMAs and unhandled interrupts during all of it (as
-        # test_hvm_pt's check): a figure got with IOMMU faults is suspect.
-        rc, out = vm.sh("xl dmesg | grep -a -i -E 'DMAR:\\[|\\[VT-D\\]DMAR|fault addr|No irq handler for "
-                        "vector|iommu_fault' | head -n 5", quiet=True, raw=True)
-        if out.strip():
-            fatal = "Xen logged IOMMU faults or stray interrupts:\n" + out.strip()
+        # Xen's refused DMAs and unhandled interrupts (as test_hvm_pt's
+        # check), each already attributed to the phase it came in
+        if FAULTS:
+            fatal = "Xen logged IOMMU faults or stray interrupts:\n" + "\n".join(
+                "  during %s:\n    %s" % (phase, "\n    ".join(lines[:4])) for phase, lines in FAULTS)
     except Exception as e:
         fatal = "%s: %s" % (type(e).__name__, str(e)[-2000:])
         log("FAILED: " + fatal)
@@ -486,7 +518,7 @@ def main():
         print("ERROR: " + fatal, flush=True)
     with open(os.path.join(vm.log_dir, "nicbench.json"), "w") as f:
         json.dump({"command": cmd, "load_before": load0, "load_after": load1, "results": results,
-                   "memory": mem, "error": fatal, "timings": vm.timings}, f, indent=1)
+                   "memory": mem, "iommu_faults": FAULTS, "error": fatal, "timings": vm.timings}, f, indent=1)
     ok = not fatal and len(results) == 2 and all(r["ok"] for r in results.values())
     return 0 if ok else 1
 
