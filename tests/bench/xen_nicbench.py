@@ -155,9 +155,12 @@ def start_dd(vm, kind, memory, timeout):
         _, started = vm.sh("cat /tmp/nicstart.out", quiet=True)
         _, tail = vm.sh("grep -a -m1 -i -E 'Kernel panic|Out of memory' %s 2>/dev/null; tail -n 25 %s 2>/dev/null; "
                         "xl list %s 2>&1 | tail -n 1" % (con, con, kind), quiet=True)
-        # the first line that says why: xl/libxc's error, the kernel's panic
-        why = [l.strip() for l in (started + "\n" + tail).splitlines()
-               if re.search(r"panic|out of memory|error", l, re.I)]
+        # the line that says why: the kernel's or libxc's panic / out of
+        # memory first (libxl also logs an error for every NIC handed over:
+        # the e1000 has no reset), else any error
+        lines = [l.strip() for l in (tail + "\n" + started).splitlines()]
+        why = [l for l in lines if re.search(r"panic|out of memory", l, re.I)] or \
+              [l for l in lines if re.search(r"error", l, re.I)]
         raise BenchError("%s (memory=%d) not ready%s: %s\n--- start output:\n%s\n--- console tail:\n%s" % (
             kind, memory, " (%s)" % why[0][:160] if why else "", m.group(0) if m else out.strip()[-500:],
             started.strip()[-1500:], tail.strip()[-2500:]))
