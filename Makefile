@@ -62,17 +62,21 @@ xen-deps:
 	bash tests/xen/setup.sh
 	bash tests/xen/build-image.sh
 
-# Two sessions: everything on the default machine (the HVM container with an
-# emulated NIC among it), then test_hvm_pt.py on a q35 with an IOMMU, where
-# the outer NIC is passed through to xvif.
+# Three sessions, each on a freshly booted Xen: xvif as a PVH domain (no
+# outer wire, no HVM domain), then the HVM container with an emulated NIC
+# and make run's demo (outer wire), then test_hvm_pt.py on a q35 with an
+# IOMMU, where the outer NIC is passed through to xvif.
 xen-test: build xen-deps
-	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen --ignore=tests/xen/test_hvm_pt.py
+	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen --ignore=tests/xen/test_hvm.py \
+		--ignore=tests/xen/test_hvm_pt.py --ignore=tests/xen/test_demo.py
+	$(MAKE) --no-print-directory xen-hvm
 	$(MAKE) --no-print-directory xen-hvm-pt
 
 # xvif as an HVM container owning an e1000 emulated by qemu-xen, Linux PV
-# guests behind it reaching a peer outside Xen (tests/xen/test_hvm.py).
+# guests behind it reaching a peer outside Xen (tests/xen/test_hvm.py), and
+# make run's demo on it (tests/xen/test_demo.py).
 xen-hvm: build xen-deps
-	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen/test_hvm.py
+	XVIF_ELF=$(CURDIR)/$(ELF) $(PYTEST) tests/xen/test_hvm.py tests/xen/test_demo.py
 
 # The same with the outer e1000 passed through to xvif (tests/xen/test_hvm_pt.py):
 # the outer machine a q35 with QEMU's intel-iommu, Xen with iommu=verbose.
