@@ -1,10 +1,13 @@
 """What an operator sets in a guest's vif line, enforced by xvif on a real
 Xen 4.17 nested in QEMU, with stock Linux netfront guests:
 
-- rate=10Mb/s: the guest's transmit is held to its credit (8.5-11 Mb/s over
-  20 MB), nothing dropped, an unlimited sender beside it is not held (above
-  12 Mb/s; guest-to-guest TCP under this emulator reaches 15-35), and a
-  new rate written into xenstore takes effect on the connected vif;
+- rate=4Mb/s: the guest's transmit is held to its credit (0.85-1.1 of the
+  limit over 20 MB), nothing dropped, an unlimited sender beside it is not
+  held (xvif's counter says it never waited for credit), and a new rate
+  written into xenstore (2 Mb/s) takes effect on the connected vif. The
+  limit sits well below what guest-to-guest TCP reaches under this
+  emulator (5.8-12.5 Mb/s in the runs of 2026-12-06), so it is the limit,
+  not the machine, that holds the sender;
 - ip=: a source address the vif was not given gets nothing through, and the
   port's spoofed_ip counter shows it; the listed address works;
 - bridge=: vifs on "red" talk to each other and never see "blue"'s or the
@@ -24,7 +27,7 @@ from guests import Guest, domid, last_line, start_xvif, wait_until, xvif_domid
 
 XVIF_IP = "10.0.3.1"
 MB = 1024 * 1024
-LIMIT_MBIT = 10
+LIMIT_MBIT = 4
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +153,7 @@ def test_rate_holds_the_limited_sender_only(op):
     red1, red2 = g["red1"], g["red2"]
     size = 20 * MB
     start_receiver(red1, 5201, size)
-    start_sender(red2, red1, 5201, 20)      # red2 is limited to 10 Mb/s
+    start_sender(red2, red1, 5201, 20)      # red2 is limited to LIMIT_MBIT
     limited, secs = received_mbit(red1, size)
     xen.timing("rate=%dMb/s guest sent 20 MB at %.2f Mb/s" % (LIMIT_MBIT, limited), secs)
     nb = vif_line(xen, red2)
@@ -167,7 +170,7 @@ def test_rate_holds_the_limited_sender_only(op):
     rc, out = red2.run("md5sum /tmp/rx")
     rc2, out2 = red1.run("md5sum /tmp/tx20")
     assert out.split()[0] == out2.split()[0], "the unlimited transfer is not intact"
-    assert 8.5 <= limited <= 11, "limited sender: %.2f Mb/s over %.1f s" % (limited, secs)
+    assert 0.85 * LIMIT_MBIT <= limited <= 1.1 * LIMIT_MBIT, "limited sender: %.2f Mb/s over %.1f s" % (limited, secs)
     assert int(nb.get("rate_waits", 0)) > 0, "the limited sender never waited for credit: %s" % nb
     # The unlimited sender's speed is the nested emulator's (11-18 Mb/s seen
     # here), too close to the limit to tell apart by time: xvif's own counter
@@ -180,17 +183,17 @@ def test_rate_change_applies_to_the_connected_vif(op):
     xen, g = op
     red1, red2 = g["red1"], g["red2"]
     path = "/local/domain/%d/backend/vif/%d/0/rate" % (xvif_domid(xen), red2.domid)
-    # 5 Mb/s as libxl writes it: bytes per interval, interval in microseconds.
-    xen.sh("xenstore-write %s 31250,50000" % path)
+    # 2 Mb/s as libxl writes it: bytes per interval, interval in microseconds.
+    xen.sh("xenstore-write %s 12500,50000" % path)
     try:
         size = 10 * MB
         start_receiver(red1, 5203, size)
         start_sender(red2, red1, 5203, 10)
         mbit, secs = received_mbit(red1, size)
-        xen.timing("rate changed to 5 Mb/s live: 10 MB at %.2f Mb/s" % mbit, secs)
-        assert 4.2 <= mbit <= 5.5, "after the change: %.2f Mb/s over %.1f s" % (mbit, secs)
+        xen.timing("rate changed to 2 Mb/s live: 10 MB at %.2f Mb/s" % mbit, secs)
+        assert 1.7 <= mbit <= 2.2, "after the change: %.2f Mb/s over %.1f s" % (mbit, secs)
     finally:
-        xen.sh("xenstore-write %s 62500,50000" % path)
+        xen.sh("xenstore-write %s %d,50000" % (path, LIMIT_MBIT * 6250))
 
 
 def tx_packets(guest):
