@@ -137,12 +137,12 @@ fn recurse(depth: u64, limit: u64) -> u64 {
 
 /// The kernel after platform bring-up: configuration, self tests, the poll loop.
 pub fn run(mut p: platform::Platform) -> ! {
-    let mut cmdline_from = "";
+    let mut from_xenstore = false;
     if let (true, Some(Ok(info))) = (p.boot.cmdline().is_empty(), &p.xen) {
         match crate::xenhost::boot_cmdline(info) {
             Ok(Some(line)) => {
                 p.boot.set_cmdline(&line);
-                cmdline_from = " (from xenstore xvif/cmdline)";
+                from_xenstore = true;
             }
             Ok(None) => {}
             Err(e) => p.warnings.push(alloc::format!("xenstore: cannot read {}: {e}", crate::xenhost::CMDLINE_KEY)),
@@ -151,7 +151,11 @@ pub fn run(mut p: platform::Platform) -> ! {
     let (cfg, issues) = config::parse(p.boot.cmdline());
     logger::init(cfg.log);
     info!("xvif {} booting (PVH start_info v{})", env!("CARGO_PKG_VERSION"), p.boot.version);
-    info!("command line: '{}'{cmdline_from}", p.boot.cmdline());
+    if from_xenstore {
+        info!("command line: '{}' (from xenstore {})", p.boot.cmdline(), crate::xenhost::CMDLINE_KEY);
+    } else {
+        info!("command line: '{}'", p.boot.cmdline());
+    }
     if let Some(h) = &p.hvm {
         info!(
             "HVM container: {} vCPU(s), RAM below 4 GiB to {:#x}, memory types: {}",

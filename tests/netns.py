@@ -24,6 +24,20 @@ def entered(name):
         os.close(own)
 
 
+def http_get(sock, path):
+    """GET `path` over the connected socket `sock`, read to the end:
+    (head as text, body bytes)."""
+    sock.sendall(("GET %s HTTP/1.0\r\n\r\n" % path).encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode("utf-8", "replace"), body
+
+
 def parse_metrics(body):
     """A /metrics body as {name{labels}: int}, comments left out."""
     values = {}

@@ -162,15 +162,7 @@ class NetVM:
         with self.ns.entered():
             s = socket.create_connection((GUEST_IP, port), timeout=timeout)
         with s:
-            s.sendall(("GET %s HTTP/1.0\r\n\r\n" % path).encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        return head.decode(), body
+            return netns.http_get(s, path)
 
     def http_get(self, path="/metrics", port=9100, timeout=10):
         head, body = self.http_get_raw(path, port, timeout)

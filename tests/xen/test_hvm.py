@@ -154,16 +154,9 @@ def serving(hvm):
 def metrics(xen):
     """xvif's /metrics fetched by the peer outside, as {name{labels}: int}."""
     with xen.outer.connect(XVIF_IP, 9100, timeout=30) as s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.decode("utf-8", "replace").partition("\r\n\r\n")
+        head, body = netns.http_get(s, "/metrics")
     assert head.startswith("HTTP/1.0 200"), head
-    return netns.parse_metrics(body)
+    return netns.parse_metrics(body.decode("utf-8", "replace"))
 
 
 def nic_counter(m, what, direction=None):
