@@ -37,6 +37,14 @@ pub struct PortStats {
 
 /// Smallest frame accepted: an Ethernet header.
 pub const MIN_FRAME: usize = 14;
+/// Without an interrupt, a driver reads its cause registers (and the
+/// e1000 its ring heads) at most this often. Every register access is a VM
+/// exit under Xen, and for a NIC that a device model emulates (qemu-xen in
+/// an HVM container) a round trip to dom0: reading them on every pass of
+/// the loop starved the device model. Received frames are found in memory,
+/// so nothing waits for these reads but link changes and the hang checks.
+pub const REG_CHECK_NS: u64 = 100_000_000;
+
 /// Largest frame accepted: 1500-byte payload, header and one VLAN tag.
 pub const MAX_FRAME: usize = 1518;
 

@@ -11,7 +11,7 @@ pub mod ring;
 #[cfg(test)]
 mod tests;
 
-use crate::drivers::port::{Port, PortStats};
+use crate::drivers::port::{Port, PortStats, REG_CHECK_NS};
 use crate::hal::{Hal, HalError, Regs};
 use log::{info, warn};
 use ring::{RingError, RxPoll, RxRing, TxError, TxRing};
@@ -178,13 +178,6 @@ pub const RING_SIZE: usize = 256;
 pub const ITR_VALUE: u32 = 196;
 /// A transmit ring that made no progress for this long is hung.
 pub const TX_HANG_NS: u64 = 2_000_000_000;
-/// Without an interrupt, the cause register and the ring heads are read at
-/// most this often. Every register access is a VM exit under Xen, and for an
-/// e1000 that a device model emulates (qemu-xen in an HVM container) a round
-/// trip to dom0: reading three of them on every pass of the loop starved the
-/// device model. Received frames are found in the descriptors in memory, so
-/// nothing waits for these reads but link changes and the hang checks.
-pub const REG_CHECK_NS: u64 = 100_000_000;
 /// Receive descriptors handed back to the device per tail (RDT) write, at
 /// most; the rest go back when the ring is found empty.
 pub const RDT_BATCH: u32 = 16;

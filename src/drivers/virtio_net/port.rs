@@ -32,7 +32,7 @@ impl<H: Hal> Port for VirtioNet<H> {
             // Reading ISR acknowledges a legacy interrupt; without one it is
             // read only now and then (a VM exit each under Xen).
             self.interrupted = false;
-            self.isr_due_ns = now_ns.saturating_add(super::super::e1000::REG_CHECK_NS);
+            self.isr_due_ns = now_ns.saturating_add(crate::drivers::port::REG_CHECK_NS);
             let isr = self.isr.read8(0);
             busy |= isr != 0;
             if isr != 0 {
