@@ -199,6 +199,9 @@ pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config, hvm: bool) -> Option<NicDev>
         }
         let dev = &*dev;
         pci::enable(&cfgs, dev.bdf, Command::MEM | Command::MASTER, Command::IO);
+        if !pci_cfg::note_bus_master(dev.bdf) {
+            warn!("nic: {}: no slot left to stop its DMA at power-off", dev.bdf);
+        }
         // Interrupts first: virtio binds its queues to the MSI-X vector at bring-up.
         let (irq, how) = setup_irq(&cfgs, dev, cfg.nic, madt, hvm);
         let nic = if is_e1000 {

@@ -177,19 +177,21 @@ impl XenHost {
         // Acknowledge, as the toolstack expects, then act.
         self.xs.write_nowait(&self.io, "control/shutdown", b"")?;
         let _ = self.xs.flush(&self.io);
+        if !matches!(req, "poweroff" | "halt" | "reboot") {
+            warn!("xen: unsupported shutdown request '{req}' ignored");
+            return Ok(());
+        }
+        // A NIC left mastering the bus would keep reading rings in memory
+        // that is about to be freed, or in its next owner's memory.
+        let stopped = platform::pci_cfg::stop_bus_masters();
+        info!("xen: shutdown requested ({req}): DMA stopped on {stopped} PCI function(s)");
         match req {
-            "poweroff" | "halt" => {
-                info!("xen: shutdown requested ({req}): powering off");
-                exit::poweroff(exit::Status::Success);
-            }
             "reboot" => {
-                info!("xen: reboot requested");
                 xen::shutdown(crate::xen::abi::sched::SHUTDOWN_REBOOT);
                 exit::poweroff(exit::Status::Success);
             }
-            other => warn!("xen: unsupported shutdown request '{other}' ignored"),
+            _ => exit::poweroff(exit::Status::Success),
         }
-        Ok(())
     }
 
     fn on_ping(&mut self, v: &[u8]) -> Result<(), XsError> {

@@ -36,9 +36,11 @@ pub fn set_hypervisor_poweroff(f: fn(Status)) {
     HYPERVISOR_POWEROFF.call_once(|| f);
 }
 
-/// Powers the machine off. Never returns.
+/// Powers the machine off, after stopping the DMA of every PCI function
+/// this kernel made a bus master. Never returns.
 pub fn poweroff(status: Status) -> ! {
     cpu::disable_interrupts();
+    super::pci_cfg::stop_bus_masters();
     if let Some(f) = HYPERVISOR_POWEROFF.get() {
         f(status);
     }

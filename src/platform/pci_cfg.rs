@@ -5,6 +5,7 @@ use super::mmio::Window;
 use super::{cpu, paging};
 use crate::acpi::EcamWindow;
 use crate::hal::{Bdf, PciConfig};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Configuration mechanism #1 (ports 0xcf8/0xcfc): offsets below 256 only.
 #[derive(Debug, Clone, Copy)]
@@ -112,4 +113,40 @@ impl PciConfig for Config {
             Config::PortIo(p) => p.write32(bdf, off, v),
         }
     }
+}
+
+/// Functions this kernel made bus masters, as `bus << 8 | dev << 3 | func`
+/// plus one (0: free slot), so that power-off can stop their DMA.
+static BUS_MASTERS: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
+
+/// The command register's bus-master enable (PCI 3.0 §6.2.2).
+const COMMAND: u16 = 0x04;
+const COMMAND_MASTER: u16 = 1 << 2;
+
+/// Remembers that `bdf` may do DMA. Returns false when every slot is taken
+/// (then power-off cannot stop that function).
+pub fn note_bus_master(bdf: Bdf) -> bool {
+    let key = (u32::from(bdf.bus) << 8 | u32::from(bdf.dev & 31) << 3 | u32::from(bdf.func & 7)) + 1;
+    BUS_MASTERS.iter().any(|s| s.load(Ordering::Relaxed) == key)
+        || BUS_MASTERS.iter().any(|s| s.compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed).is_ok())
+}
+
+/// Clears bus-master enable on every function `note_bus_master` recorded,
+/// through port I/O (the command register is in the first 256 bytes), so no
+/// DMA of theirs reaches memory after this returns: not this domain's
+/// memory once it is gone, nor a next owner's before its driver resets the
+/// device. Returns how many functions it stopped. Safe to call again.
+pub fn stop_bus_masters() -> usize {
+    let mut n = 0;
+    for s in &BUS_MASTERS {
+        let key = s.load(Ordering::Relaxed);
+        let Some(k) = key.checked_sub(1) else { continue };
+        let bdf = Bdf { bus: (k >> 8) as u8, dev: ((k >> 3) & 31) as u8, func: (k & 7) as u8 };
+        let c = PortIo.read16(bdf, COMMAND);
+        if c != u16::MAX && c & COMMAND_MASTER != 0 {
+            PortIo.write16(bdf, COMMAND, c & !COMMAND_MASTER);
+            n += 1;
+        }
+    }
+    n
 }

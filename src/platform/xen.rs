@@ -212,6 +212,15 @@ pub fn init(base: u32) -> Result<XenInfo, XenError> {
     let mut up = abi::UpcallVector { vcpu: 0, vector, pad: [0; 3] };
     if hcall_ptr(hcall::HVM_OP, abi::HVMOP_SET_EVTCHN_UPCALL_VECTOR, &mut up).is_ok() {
         UPCALL_EDGE.store(true, Ordering::Relaxed);
+        // libxl takes a non-zero HVM_PARAM_CALLBACK_IRQ as the sign that an
+        // HVM domain has PV drivers, and only then lets `xl shutdown` ask
+        // through control/shutdown. GSI 1 (type 0) is what Linux writes for
+        // the same reason: Xen prefers the per-vCPU vector, so that GSI is
+        // never raised, and a domain without an emulated I/O APIC (PVH)
+        // keeps only the value.
+        if let Err(e) = hvm_set_param(abi::param::CALLBACK_IRQ, 1) {
+            log::warn!("xen: HVM_PARAM_CALLBACK_IRQ: {e:?}; xl shutdown of an HVM container needs -F");
+        }
     } else {
         // Older Xen: the domain-wide vector callback (HVM_PARAM_CALLBACK_IRQ,
         // type 2 = vector), which Xen injects without the local APIC.

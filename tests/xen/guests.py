@@ -69,6 +69,16 @@ def start_xvif(xen, ip, memory=64, timeout=120):
     return domid(xen, "xvif")
 
 
+def shut_down(xen, name, timeout=120):
+    """`xl shutdown -w name`, then waits until xl has cleaned the domain up
+    (the shutdown returns when the domain stops; its devices, a passed-
+    through one among them, are released after). Returns (rc, output)."""
+    rc, out = xen.sh("xl shutdown -w %s" % name, timeout=timeout)
+    if rc == 0:
+        wait_until("%s to be cleaned up" % name, lambda: domid(xen, name) is None, timeout=timeout)
+    return rc, out
+
+
 QEMU_DM_LOG = "/var/log/xen/qemu-dm-xvif.log"
 
 
