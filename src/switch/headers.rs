@@ -123,10 +123,18 @@ pub fn l3(frame: &[u8]) -> Result<(u16, usize), HeaderError> {
 
 /// Parses the Ethernet, IP and TCP/UDP headers of `frame`.
 pub fn parse(frame: &[u8]) -> Result<Headers, HeaderError> {
+    parse_len(frame, frame.len())
+}
+
+/// As `parse`, for the first bytes (`frame`) of a frame of `len` bytes:
+/// the IP length fields are checked against `len`, and a header that
+/// reaches past the bytes given is `Truncated`.
+pub fn parse_len(frame: &[u8], len: usize) -> Result<Headers, HeaderError> {
     let (ethertype, l3) = l3(frame)?;
+    let flen = len.max(frame.len());
     let (ip, l4, end, proto) = match ethertype {
-        0x0800 => ipv4(frame, l3)?,
-        0x86dd => ipv6(frame, l3)?,
+        0x0800 => ipv4(frame, l3, flen)?,
+        0x86dd => ipv6(frame, l3, flen)?,
         t => return Err(HeaderError::NotIp(t)),
     };
     let l4_len = end - l4;
@@ -158,11 +166,18 @@ pub fn parse(frame: &[u8]) -> Result<Headers, HeaderError> {
 /// order); anything else hashes its Ethernet addresses. FNV-1a: cheap, and
 /// a hostile guest gains nothing by steering its own frames.
 pub fn flow_hash(frame: &[u8]) -> u32 {
+    flow_hash_len(frame, frame.len())
+}
+
+/// As `flow_hash`, for the first bytes (`frame`) of a frame of `len`
+/// bytes; the same value as the whole frame's when its headers are all in
+/// `frame` (`parse_len` does not find them `Truncated`).
+pub fn flow_hash_len(frame: &[u8], len: usize) -> u32 {
     fn fnv(h: u32, bytes: &[u8]) -> u32 {
         bytes.iter().fold(h, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
     }
     let h = 0x811c_9dc5;
-    match parse(frame) {
+    match parse_len(frame, len) {
         Ok(hd) => {
             let h = match &hd.ip {
                 Ip::V4 { src, dst } => fnv(fnv(h, src), dst),
@@ -176,7 +191,7 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
 }
 
 /// Returns (addresses, L4 offset, datagram end, protocol).
-fn ipv4(f: &[u8], l3: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
+fn ipv4(f: &[u8], l3: usize, flen: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
     let vihl = byte(f, l3)?;
     if vihl >> 4 != 4 {
         return Err(HeaderError::BadVersion(vihl >> 4));
@@ -187,7 +202,7 @@ fn ipv4(f: &[u8], l3: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
     }
     bytes::<1>(f, l3 + ihl - 1)?;
     let total = usize::from(be16(f, l3 + 2)?);
-    if total < ihl || l3 + total > f.len() {
+    if total < ihl || l3 + total > flen {
         return Err(HeaderError::BadIpLength(total));
     }
     if be16(f, l3 + 6)? & 0x3fff != 0 {
@@ -198,14 +213,14 @@ fn ipv4(f: &[u8], l3: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
     Ok((ip, l3 + ihl, l3 + total, proto))
 }
 
-fn ipv6(f: &[u8], l3: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
+fn ipv6(f: &[u8], l3: usize, flen: usize) -> Result<(Ip, usize, usize, u8), HeaderError> {
     let v = byte(f, l3)? >> 4;
     if v != 6 {
         return Err(HeaderError::BadVersion(v));
     }
     let plen = usize::from(be16(f, l3 + 4)?);
     let end = l3 + 40 + plen;
-    if plen == 0 || end > f.len() {
+    if plen == 0 || end > flen {
         // Zero is a jumbogram (or nothing to checksum); neither is for us.
         return Err(HeaderError::BadIpLength(plen));
     }
