@@ -103,17 +103,32 @@ impl GrantTable {
 pub const COPY_BATCH: usize = 64;
 
 /// Collects grant copies and issues them in batches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CopyBatch {
     ops: Vec<GnttabCopy>,
+    /// Operations per hypercall.
+    chunk: usize,
     /// Hypercalls issued.
     pub hypercalls: u64,
+}
+
+impl Default for CopyBatch {
+    fn default() -> Self {
+        Self::with_chunk(COPY_BATCH)
+    }
 }
 
 impl CopyBatch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch that issues up to `chunk` operations per hypercall
+    /// (Xen preempts a long GNTTABOP_copy with a continuation of its own,
+    /// invisible to the caller).
+    pub fn with_chunk(chunk: usize) -> Self {
+        Self { ops: Vec::new(), chunk: chunk.max(1), hypercalls: 0 }
     }
 
     /// Queues a copy from a peer's grant into our frame `gfn` at `offset`.
@@ -140,6 +155,20 @@ impl CopyBatch {
         });
     }
 
+    /// Queues a copy from one peer's grant into another's (or the same
+    /// peer's): Xen allows it when both grants are to the copying domain
+    /// (`gnttab_copy_claim_buf` acquires each side's grant on its own).
+    pub fn between_grants(&mut self, src: (DomId, GrantRef, u16), dst: (DomId, GrantRef, u16), len: u16) {
+        self.ops.push(GnttabCopy {
+            source: abi::GnttabCopyPtr { ref_or_gmfn: u64::from(src.1.0), domid: src.0.0, offset: src.2, pad: 0 },
+            dest: abi::GnttabCopyPtr { ref_or_gmfn: u64::from(dst.1.0), domid: dst.0.0, offset: dst.2, pad: 0 },
+            len,
+            flags: abi::GNTCOPY_SOURCE_GREF | abi::GNTCOPY_DEST_GREF,
+            status: 0,
+            pad: 0,
+        });
+    }
+
     /// Queued operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -154,7 +183,7 @@ impl CopyBatch {
     /// result per operation, in order. A rejected batch fails all its ops.
     pub fn flush(&mut self, hv: &dyn GrantOps) -> Vec<Result<(), XenError>> {
         let mut results = Vec::with_capacity(self.ops.len());
-        for chunk in self.ops.chunks_mut(COPY_BATCH) {
+        for chunk in self.ops.chunks_mut(self.chunk) {
             self.hypercalls += 1;
             match hv.copy(chunk) {
                 Ok(()) => results.extend(chunk.iter().map(|op| GrantStatus::check(op.status))),
@@ -168,12 +197,17 @@ impl CopyBatch {
     /// As `flush`, without allocating: passes each operation's index and
     /// result to `f`, in order.
     pub fn flush_each(&mut self, hv: &dyn GrantOps, mut f: impl FnMut(usize, Result<(), XenError>)) {
+        self.flush_ops(hv, |i, _, r| f(i, r));
+    }
+
+    /// As `flush_each`, with each operation as it was issued.
+    pub fn flush_ops(&mut self, hv: &dyn GrantOps, mut f: impl FnMut(usize, &GnttabCopy, Result<(), XenError>)) {
         let mut i = 0;
-        for chunk in self.ops.chunks_mut(COPY_BATCH) {
+        for chunk in self.ops.chunks_mut(self.chunk) {
             self.hypercalls += 1;
             let batch = hv.copy(chunk);
             for op in chunk.iter() {
-                f(i, batch.and_then(|()| GrantStatus::check(op.status)));
+                f(i, op, batch.and_then(|()| GrantStatus::check(op.status)));
                 i += 1;
             }
         }
