@@ -12,6 +12,9 @@
 //!   `hash`: Toeplitz hashing (`toeplitz`) of frames for the guest and the
 //!   table that maps a hash to an RX queue;
 //! * `buf`: the local packet buffers the platform provides;
+//! * `direct`, `turn`, `vifturn`: one copy between guests (a sender's
+//!   grants straight into a receiver's) and the grant copies of a whole
+//!   data-plane turn issued together;
 //! * `copy`, `mcast`, `meta`, `error`: helpers and types.
 //!
 //! The xenbus lifecycle (handshake, ring mapping, event channels) lives
@@ -25,6 +28,7 @@ pub mod buf;
 pub mod copy;
 pub mod credit;
 pub mod ctrl;
+pub mod direct;
 pub mod error;
 pub mod hash;
 pub mod mcast;
@@ -35,16 +39,21 @@ pub mod rx;
 pub mod rxqueue;
 pub mod staging;
 pub mod toeplitz;
+pub mod turn;
 pub mod tx;
+mod txparse;
 pub mod vif;
 pub mod vifconfig;
+mod vifturn;
 
 pub use buf::{BufPool, LocalFrame, PacketBuf};
 pub use credit::{Rate, parse_rate};
 pub use ctrl::CtrlStats;
+pub use direct::{DirectFrame, TxSink, TxTicket};
 pub use error::{NetbackError, RxDrop, TxDrop};
 pub use hash::{HashAlgorithm, HashConfig, RxHash};
 pub use meta::{FrameMeta, Gso, GsoKind};
 pub use pool::{RxPool, RxPoolStats, SharedRxPool};
 pub use rxqueue::{RX_QUEUE_BYTES, RxSource};
+pub use turn::{Fault, Turn};
 pub use vif::{Features, MAX_QUEUES, PollOutcome, QueueRings, TxStaging, Vif, VifConfig, VifError, VifStats};

@@ -15,20 +15,21 @@
 #![forbid(unsafe_code)]
 
 use super::buf::PacketBuf;
-use super::copy::Copier;
+use super::direct::{DirectFrame, TxTicket};
 use super::error::{NetbackError, RxDrop};
 use super::hash::RxHash;
 use super::meta::{FrameMeta, is_ipv6};
 use super::pool::SharedRxPool;
 use super::ring::BackRing;
 use super::rxqueue::{Queued, RxQueue, RxSource};
+use super::turn::{Fault, OpTag, Turn};
 use super::vif::{Features, PollOutcome, VifStats};
 use crate::hal::{GrantOps, SharedMem};
 use crate::netif::ctrl::HASH_ALGORITHM_TOEPLITZ;
 use crate::netif::extra::XEN_NETIF_EXTRA_FLAG_MORE;
 use crate::netif::rx::{NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, RX_ENTRY_SIZE};
 use crate::netif::{ExtraInfo, ExtraKind, MAX_PACKET, PAGE_SIZE, RxRequest, RxResponse};
-use crate::xen::DomId;
+use crate::xen::{DomId, GrantRef};
 use alloc::vec::Vec;
 
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +70,44 @@ impl Extras {
     }
 }
 
+/// Where a frame being copied to the guest comes from.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// The RX queue (released once copied).
+    Queued(Queued),
+    /// Another guest's grants, with one copy (`direct`).
+    Direct { len: usize },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
-    frame: Queued,
+    frame: Held,
+    /// A copy into this guest's buffer failed (its error).
     failed: bool,
+    /// The sender's grant failed: the frame never existed for this guest.
+    peer: bool,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        match self.frame {
+            Held::Queued(q) => q.len,
+            Held::Direct { len } => len,
+        }
+    }
+}
+
+/// Who the RX path is on the turn: its switch port and queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxId {
+    pub port: u8,
+    pub queue: u8,
+}
+
+impl RxId {
+    fn tag(self, slot: usize, tx: Option<TxTicket>) -> OpTag {
+        OpTag { rx_port: self.port, rx_queue: self.queue, rx_slot: slot as u16, tx }
+    }
 }
 
 /// RX ring state and the frame queue (bookkeeping allocated once, buffers
@@ -82,7 +117,10 @@ pub(crate) struct RxPath<B: PacketBuf> {
     queue: RxQueue<B>,
     inflight: Vec<InFlight>,
     slots: Vec<Slot>,
-    pub copier: Copier,
+    /// The copies of `poll` (a data plane's turn batches many paths' instead).
+    own: Option<Turn<B>>,
+    /// Hypercalls of `own`.
+    pub hypercalls: u64,
 }
 
 impl<B: PacketBuf> RxPath<B> {
@@ -95,7 +133,8 @@ impl<B: PacketBuf> RxPath<B> {
             // A poll places at most one frame per ring slot.
             inflight: Vec::with_capacity(super::ring::RING_SIZE as usize),
             slots: Vec::with_capacity(super::ring::RING_SIZE as usize),
-            copier: Copier::new(),
+            own: Some(Turn::new(None)),
+            hypercalls: 0,
         }
     }
 
@@ -157,7 +196,8 @@ impl<B: PacketBuf> RxPath<B> {
         self.queue.push_hashed(source, frame, meta, hash)
     }
 
-    /// Moves up to `budget` queued frames into the guest's posted buffers.
+    /// Moves up to `budget` queued frames into the guest's posted buffers,
+    /// with its own grant copies, and publishes the responses.
     pub fn poll(
         &mut self,
         mem: &dyn SharedMem,
@@ -165,6 +205,33 @@ impl<B: PacketBuf> RxPath<B> {
         frontend: DomId,
         budget: usize,
         stats: &mut VifStats,
+    ) -> (PollOutcome, Option<NetbackError>) {
+        let Some(mut turn) = self.own.take() else { return (PollOutcome::default(), None) };
+        let me = RxId { port: 0, queue: 0 };
+        let (mut out, fatal) = self.place_queued(mem, frontend, budget, stats, me, &mut turn);
+        let before = turn.hypercalls();
+        turn.flush(gnt);
+        self.hypercalls += turn.hypercalls() - before;
+        for f in turn.faults() {
+            self.fault(f.tag().rx_slot, matches!(f, Fault::Sender(_)));
+        }
+        turn.end();
+        self.own = Some(turn);
+        out.notify = self.finish(mem, stats);
+        (out, fatal)
+    }
+
+    /// Places up to `budget` queued frames in the guest's posted buffers:
+    /// reads the requests, records the responses and queues the copies on
+    /// `turn`. The responses are written by `finish`, after the turn's flush.
+    pub fn place_queued(
+        &mut self,
+        mem: &dyn SharedMem,
+        frontend: DomId,
+        budget: usize,
+        stats: &mut VifStats,
+        me: RxId,
+        turn: &mut Turn<B>,
     ) -> (PollOutcome, Option<NetbackError>) {
         let mut out = PollOutcome::default();
         let mut fatal = None;
@@ -188,27 +255,97 @@ impl<B: PacketBuf> RxPath<B> {
                 }
             }
             self.queue.pop();
-            self.place(mem, frontend, q, data_slots, need);
+            self.place(mem, frontend, q, data_slots, need, me, turn);
             frames += 1;
             out.progress = true;
         }
-        self.complete(mem, gnt, stats);
-        out.notify = self.ring.push_responses(mem);
         (out, fatal)
+    }
+
+    /// Places a frame from another guest for one copy (see `direct`):
+    /// false, with nothing done, unless the queue is empty (so the frame
+    /// overtakes none), the guest takes the frame as it is and has posted
+    /// enough buffers, and the arena has room for its headers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn place_direct(
+        &mut self,
+        mem: &dyn SharedMem,
+        frontend: DomId,
+        f: &Features,
+        me: RxId,
+        hdr: &[u8],
+        frame: &DirectFrame<'_>,
+        turn: &mut Turn<B>,
+    ) -> bool {
+        let len = frame.len;
+        let hlen = hdr.len();
+        if self.queue.len() > 0 || len == 0 || len > self.max_frame(f) || hlen > len || frame.meta.gso.is_some() {
+            return false;
+        }
+        if frame.meta.csum_blank && !(if is_ipv6(hdr) { f.ipv6_csum_offload } else { f.ipv4_csum_offload }) {
+            return false;
+        }
+        let need = len.div_ceil(PAGE_SIZE) as u32;
+        if !matches!(self.ring.wait_for(mem, need), Ok(have) if have >= need) {
+            return false;
+        }
+        let Some(at) = turn.put_header(hdr) else { return false };
+        let idx = self.inflight.len() as u16;
+        self.inflight.push(InFlight { frame: Held::Direct { len }, failed: false, peer: false });
+        let csum = csum_flags(&frame.meta);
+        for k in 0..need {
+            let mut e = [0u8; RX_ENTRY_SIZE];
+            self.ring.copy_request(mem, k, &mut e);
+            let req = RxRequest::parse(&e);
+            let start = k as usize * PAGE_SIZE;
+            let end = len.min(start + PAGE_SIZE);
+            let mut flags = if k == 0 { csum } else { 0 };
+            if k + 1 < need {
+                flags |= NETRXF_MORE_DATA;
+            }
+            let mut rsp = RxResponse { id: req.id, offset: 0, flags, status: (end - start) as i16 };
+            let tag = me.tag(self.slots.len(), Some(frame.ticket));
+            let gref = GrantRef(req.gref);
+            let mut ok = true;
+            if start < hlen {
+                let n = hlen.min(end) - start;
+                ok = turn.header_to_guest(tag, at + start, n, (frontend, gref, 0)).is_ok();
+            }
+            let mut pos = start.max(hlen);
+            frame.runs(pos, end, |seg, off, n| {
+                let src = (frame.dom, GrantRef(seg.gref), seg.offset + off);
+                turn.grant_to_guest(tag, src, (frontend, gref, (pos - start) as u16), n);
+                pos += usize::from(n);
+            });
+            if !ok || pos != end {
+                rsp.status = crate::netif::RspStatus::Error.to_raw();
+                if let Some(f) = self.inflight.get_mut(usize::from(idx)) {
+                    f.failed = true;
+                }
+            }
+            self.slots.push(Slot::Data { rsp, frame: idx });
+        }
+        self.ring.consume(need);
+        true
     }
 
     /// Reads `need` requests (each exactly once), records the responses and
     /// queues the copies of frame `q`.
-    fn place(&mut self, mem: &dyn SharedMem, frontend: DomId, q: Queued, data_slots: u32, need: u32) {
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        mem: &dyn SharedMem,
+        frontend: DomId,
+        q: Queued,
+        data_slots: u32,
+        need: u32,
+        me: RxId,
+        turn: &mut Turn<B>,
+    ) {
         let frame = self.inflight.len() as u16;
         let extras = extras(&q);
-        self.inflight.push(InFlight { frame: q, failed: false });
-        let mut csum = 0;
-        if q.meta.csum_blank {
-            csum = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
-        } else if q.meta.data_validated {
-            csum = NETRXF_DATA_VALIDATED;
-        }
+        self.inflight.push(InFlight { frame: Held::Queued(q), failed: false, peer: false });
+        let csum = csum_flags(&q.meta);
         let mut data_k = 0u32;
         for k in 0..need {
             let mut e = [0u8; RX_ENTRY_SIZE];
@@ -231,9 +368,9 @@ impl<B: PacketBuf> RxPath<B> {
                 flags |= NETRXF_MORE_DATA;
             }
             let mut rsp = RxResponse { id: req.id, offset: 0, flags, status: n as i16 };
-            let tag = self.slots.len() as u16;
+            let tag = me.tag(self.slots.len(), None);
             let queued = match self.queue.buf(&q) {
-                Some(buf) => self.copier.to_guest(tag, buf, q.off + off, frontend, req.gref, 0, n).is_ok(),
+                Some(buf) => turn.local_to_guest(tag, buf, q.off + off, n, (frontend, GrantRef(req.gref), 0)).is_ok(),
                 None => false,
             };
             if !queued {
@@ -248,17 +385,29 @@ impl<B: PacketBuf> RxPath<B> {
         self.ring.consume(need);
     }
 
-    /// Issues the copies, writes the responses, frees the frames' bytes.
-    fn complete(&mut self, mem: &dyn SharedMem, gnt: &dyn GrantOps, stats: &mut VifStats) {
-        let (slots, inflight) = (&mut self.slots, &mut self.inflight);
-        self.copier.flush(gnt, |tag, _e| {
-            if let Some(Slot::Data { rsp, frame }) = slots.get_mut(usize::from(tag)) {
-                rsp.status = crate::netif::RspStatus::Error.to_raw();
-                if let Some(f) = inflight.get_mut(usize::from(*frame)) {
-                    f.failed = true;
-                }
+    /// A copy into pending response `slot` failed; `sender` when the
+    /// sending guest's grant was to blame.
+    pub fn fault(&mut self, slot: u16, sender: bool) {
+        let Some(Slot::Data { rsp, frame }) = self.slots.get_mut(usize::from(slot)) else { return };
+        rsp.status = crate::netif::RspStatus::Error.to_raw();
+        if let Some(f) = self.inflight.get_mut(usize::from(*frame)) {
+            if sender {
+                f.peer = true;
+            } else {
+                f.failed = true;
             }
-        });
+        }
+    }
+
+    /// True when placed frames wait for `finish`.
+    pub fn holding(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// After the turn's copies: writes the responses, counts the frames,
+    /// frees their bytes, publishes; true when the frontend asked for an
+    /// event.
+    pub fn finish(&mut self, mem: &dyn SharedMem, stats: &mut VifStats) -> bool {
         for s in self.slots.iter() {
             let bytes = match s {
                 Slot::Data { rsp, .. } => rsp.emit(),
@@ -267,16 +416,32 @@ impl<B: PacketBuf> RxPath<B> {
             self.ring.write_response(mem, &bytes);
         }
         for f in self.inflight.iter() {
-            if f.failed {
+            if f.peer {
+                stats.rx_peer_drops += 1;
+            } else if f.failed {
                 stats.to_guest.errors += 1;
             } else {
                 stats.to_guest.packets += 1;
-                stats.to_guest.bytes += f.frame.len as u64;
+                stats.to_guest.bytes += f.len() as u64;
             }
-            self.queue.release(&f.frame);
+            if let Held::Queued(q) = f.frame {
+                self.queue.release(&q);
+            }
         }
         self.slots.clear();
         self.inflight.clear();
+        self.ring.push_responses(mem)
+    }
+}
+
+/// The checksum flags of the first slot of a frame with `meta`.
+fn csum_flags(meta: &FrameMeta) -> u16 {
+    if meta.csum_blank {
+        NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED
+    } else if meta.data_validated {
+        NETRXF_DATA_VALIDATED
+    } else {
+        0
     }
 }
 

@@ -1,8 +1,12 @@
 //! The guest-to-backend path: gathers the frontend's transmit requests into
 //! packets, validates them the way Linux netback does (drivers/net/
 //! xen-netback/netback.c, `xenvif_tx_build_gops` and friends; our own code),
-//! copies the data into local buffers with batched GNTTABOP_copy, answers
-//! every request in ring order, and hands each good frame to the caller.
+//! copies each packet's first `HDR_COPY` bytes into a local buffer with
+//! batched GNTTABOP_copy, offers the packet to the caller's `TxSink` for one
+//! copy to another guest (`direct`), copies the rest of the packets it
+//! declines and hands them over whole, and answers every request in ring
+//! order: at once, or, once a packet went for one copy, after the data
+//! plane's turn has done that copy (`finish`).
 //!
 //! A packet on the TX ring is: the first data slot (its `size` is the whole
 //! packet length), then its extra-info slots when NETTXF_extra_info is set
@@ -29,79 +33,29 @@
 //! drops 20-21 and disables at 22; we count every data slot (accept 18 =
 //! `XEN_NETIF_NR_SLOTS_MIN`, the protocol's promise and Linux netfront's
 //! maximum; drop 19; disable at 20). Linux also drops a packet whose first
-//! slot alone is shorter than 14 bytes; we gather the whole packet into one
-//! buffer before anyone reads a header, so only the total length must reach
-//! 14 (XSA-423: headers split across slots are handled, not dropped).
+//! slot alone is shorter than 14 bytes; we gather the packet's first bytes
+//! from all its slots into one buffer before anyone reads a header, so only
+//! the total length must reach 14 (XSA-423: headers split across slots are
+//! handled, not dropped).
 #![forbid(unsafe_code)]
 
 use super::buf::PacketBuf;
-use super::copy::Copier;
+use super::copy::{Copier, Unmappable};
 use super::credit::Credit;
+use super::direct::{DirectFrame, HDR_COPY, MAX_SEGS, Seg, TxSink, TxTicket};
 use super::error::{NetbackError, TxDrop};
 use super::mcast::McastFilter;
-use super::meta::{FrameMeta, Gso, GsoKind};
+use super::meta::FrameMeta;
 use super::ring::BackRing;
+pub use super::txparse::{ETH_HLEN, FATAL_SLOTS, MAX_EXTRAS, MAX_SLOTS};
+use super::txparse::{Packet, parse};
 use super::vif::{PollOutcome, VifStats};
 use crate::hal::{GrantOps, SharedMem};
-use crate::netif::extra::XEN_NETIF_EXTRA_TYPE_MAX;
-use crate::netif::tx::{NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED, TX_ENTRY_SIZE};
-use crate::netif::{ExtraInfo, ExtraKind, GsoType, NR_SLOTS_MIN, PAGE_SIZE, RspStatus, TxRequest, TxResponse, le16};
+use crate::netif::{ExtraKind, RspStatus, TxResponse};
 use crate::xen::{DomId, XenError};
 use alloc::vec::Vec;
 
-/// Most data slots a packet may use and still be accepted.
-pub const MAX_SLOTS: u32 = NR_SLOTS_MIN as u32;
-/// A packet with this many data slots disables the vif.
-pub const FATAL_SLOTS: u32 = 20;
-/// Extra-info slots per packet: one of each type at most.
-pub const MAX_EXTRAS: usize = (XEN_NETIF_EXTRA_TYPE_MAX - 1) as usize;
-/// Shortest packet accepted (an Ethernet header).
-pub const ETH_HLEN: u16 = 14;
-/// Following data slots we ever read for one packet.
-const MAX_FRAGS: usize = (FATAL_SLOTS - 2) as usize;
-
-/// One packet's requests, copied out of the ring.
-#[derive(Debug, Clone, Copy)]
-struct Packet {
-    /// Ring entries it spans.
-    slots: u32,
-    first: TxRequest,
-    /// Bytes in the first slot (packet length minus the following slots).
-    first_len: u16,
-    frags: [TxRequest; MAX_FRAGS],
-    nfrags: usize,
-    /// Extras by `type - 1`.
-    extras: [Option<ExtraInfo>; MAX_EXTRAS],
-    /// Response ids of the extra slots, in ring order.
-    extra_ids: [u16; MAX_EXTRAS],
-    nextras: usize,
-    drop: Option<TxDrop>,
-}
-
-impl Packet {
-    fn frags(&self) -> &[TxRequest] {
-        self.frags.get(..self.nfrags).unwrap_or(&[])
-    }
-
-    fn is_mcast(&self) -> bool {
-        self.extras.iter().flatten().any(|e| matches!(e.kind, ExtraKind::McastAdd(_) | ExtraKind::McastDel(_)))
-    }
-
-    fn meta(&self) -> FrameMeta {
-        let gso = self.extras.iter().flatten().find_map(|e| match e.kind {
-            ExtraKind::Gso { size, kind: GsoType::TcpV4, .. } => Some(Gso { kind: GsoKind::TcpV4, size }),
-            ExtraKind::Gso { size, kind: GsoType::TcpV6, .. } => Some(Gso { kind: GsoKind::TcpV6, size }),
-            _ => None,
-        });
-        FrameMeta {
-            csum_blank: self.first.flags & NETTXF_CSUM_BLANK != 0,
-            data_validated: self.first.flags & NETTXF_DATA_VALIDATED != 0,
-            gso,
-        }
-    }
-}
-
-/// A packet whose copies are queued.
+/// A packet whose header copy is queued.
 #[derive(Debug, Clone, Copy)]
 struct Staged {
     rsp_start: usize,
@@ -109,11 +63,33 @@ struct Staged {
     len: usize,
     meta: FrameMeta,
     failed: Option<XenError>,
+    /// Its data slots, for the payload copy or a one-copy receiver.
+    segs: [Seg; MAX_SEGS],
+    nsegs: usize,
+    /// Delivered whole once its payload copy is done.
+    whole: bool,
+}
+
+impl Staged {
+    fn segs(&self) -> &[Seg] {
+        self.segs.get(..self.nsegs).unwrap_or(&[])
+    }
+}
+
+/// A one-copy frame whose responses wait for the turn's copies.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    rsp_start: usize,
+    rsp_end: usize,
+    len: usize,
+    failed: bool,
 }
 
 /// What the TX path needs from its vif besides its own state.
 pub(crate) struct TxEnv<'a> {
     pub frontend: DomId,
+    /// The queue polled (names one-copy frames).
+    pub queue: u8,
     pub mcast_control: bool,
     pub mcast: &'a mut McastFilter,
     pub stats: &'a mut VifStats,
@@ -128,7 +104,10 @@ pub(crate) struct TxEnv<'a> {
 pub(crate) struct TxPath {
     pub ring: BackRing,
     staged: Vec<Staged>,
+    /// Responses in ring order, written when no one-copy frame waits.
     rsps: Vec<(u16, RspStatus)>,
+    /// One-copy frames taken since the last `finish`.
+    deferred: Vec<Deferred>,
     /// Capacity of the staging buffers of the current poll.
     cap: usize,
     pub copier: Copier,
@@ -140,6 +119,7 @@ impl TxPath {
             ring,
             staged: Vec::new(),
             rsps: Vec::with_capacity(super::ring::RING_SIZE as usize),
+            deferred: Vec::with_capacity(super::ring::RING_SIZE as usize),
             cap: 0,
             copier: Copier::new(),
         }
@@ -159,7 +139,7 @@ impl TxPath {
         env: &mut TxEnv<'_>,
         budget: usize,
         bufs: &[B],
-        deliver: &mut dyn FnMut(&[u8], FrameMeta),
+        sink: &mut dyn TxSink,
     ) -> (PollOutcome, Option<NetbackError>) {
         self.cap = bufs.first().map_or(0, |b| b.capacity());
         let mut out = PollOutcome::default();
@@ -178,7 +158,7 @@ impl TxPath {
                     break;
                 }
             };
-            let pkt = match self.parse(mem, avail) {
+            let pkt = match parse(&self.ring, mem, avail, self.capacity()) {
                 Ok(p) => p,
                 Err(e) => {
                     fatal = Some(e);
@@ -196,10 +176,10 @@ impl TxPath {
             out.progress = true;
             self.handle(&pkt, env, bufs);
             if self.staged.len() >= bufs.len() {
-                self.complete(mem, gnt, env.stats, bufs, deliver);
+                self.complete(mem, gnt, env, bufs, sink);
             }
         }
-        self.complete(mem, gnt, env.stats, bufs, deliver);
+        self.complete(mem, gnt, env, bufs, sink);
         out.notify = self.ring.push_responses(mem);
         // While waiting for credit the ring is not re-armed: the refill
         // time, not the guest's next request, brings the next poll.
@@ -210,105 +190,6 @@ impl TxPath {
             }
         }
         (out, fatal)
-    }
-
-    /// Reads one packet's requests (each entry copied exactly once) and
-    /// validates the copies. Consumes nothing.
-    fn parse(&self, mem: &dyn SharedMem, avail: u32) -> Result<Packet, NetbackError> {
-        let read = |ahead: u32| {
-            let mut e = [0u8; TX_ENTRY_SIZE];
-            self.ring.copy_request(mem, ahead, &mut e);
-            e
-        };
-        let first = TxRequest::parse(&read(0));
-        let mut p = Packet {
-            slots: 1,
-            first,
-            first_len: 0,
-            frags: [TxRequest::default(); MAX_FRAGS],
-            nfrags: 0,
-            extras: [None; MAX_EXTRAS],
-            extra_ids: [0; MAX_EXTRAS],
-            nextras: 0,
-            drop: None,
-        };
-        let mut n = 1u32;
-        let mut more_extra = first.extra_info();
-        while more_extra {
-            if p.nextras >= MAX_EXTRAS {
-                return Err(NetbackError::TooManyExtras { count: p.nextras as u32 + 1 });
-            }
-            if n >= avail {
-                return Err(NetbackError::MissingSlots { needed: n + 1, available: avail });
-            }
-            let raw = read(n);
-            n += 1;
-            let e = ExtraInfo::parse(&raw);
-            let ty = e.type_raw();
-            if ty == 0 || ty >= XEN_NETIF_EXTRA_TYPE_MAX {
-                return Err(NetbackError::BadExtraType { ty });
-            }
-            if let ExtraKind::Gso { size, kind, .. } = e.kind {
-                if size == 0 {
-                    return Err(NetbackError::GsoSizeZero);
-                }
-                if !matches!(kind, GsoType::TcpV4 | GsoType::TcpV6) {
-                    return Err(NetbackError::BadGsoType { ty: kind.to_raw() });
-                }
-            }
-            if let Some(slot) = p.extras.get_mut(usize::from(ty) - 1) {
-                *slot = Some(e);
-            }
-            if let Some(id) = p.extra_ids.get_mut(p.nextras) {
-                *id = le16(&raw, 0);
-            }
-            p.nextras += 1;
-            more_extra = e.more();
-        }
-        let mut remaining = first.size;
-        let mut more = first.more_data();
-        while more {
-            let slots = p.nfrags as u32 + 2;
-            if n >= avail {
-                return Err(NetbackError::MissingSlots { needed: n + 1, available: avail });
-            }
-            if slots >= FATAL_SLOTS {
-                return Err(NetbackError::TooManySlots { slots });
-            }
-            let req = TxRequest::parse(&read(n));
-            n += 1;
-            if slots > MAX_SLOTS && p.drop.is_none() {
-                p.drop = Some(TxDrop::TooManySlots { slots });
-            }
-            if req.size > remaining && p.drop.is_none() {
-                p.drop = Some(TxDrop::SizeMismatch { slot: req.size, remaining });
-            }
-            remaining = remaining.saturating_sub(req.size);
-            if req.end() > PAGE_SIZE {
-                return Err(NetbackError::CrossesPage { offset: req.offset, size: req.size });
-            }
-            if let Some(f) = p.frags.get_mut(p.nfrags) {
-                *f = req;
-            }
-            p.nfrags += 1;
-            more = req.more_data();
-        }
-        p.slots = n;
-        p.first_len = remaining;
-        if p.is_mcast() {
-            // A control request: its data slots carry nothing we use.
-            return Ok(p);
-        }
-        if first.size < ETH_HLEN && p.drop.is_none() {
-            p.drop = Some(TxDrop::Runt { len: first.size });
-        }
-        if usize::from(first.offset) + usize::from(remaining) > PAGE_SIZE {
-            return Err(NetbackError::CrossesPage { offset: first.offset, size: remaining });
-        }
-        if usize::from(first.size) > self.capacity() && p.drop.is_none() {
-            p.drop = Some(TxDrop::Oversize { len: first.size, capacity: self.capacity() });
-        }
-        Ok(p)
     }
 
     /// Records the packet's responses (in ring order) and queues its copies.
@@ -356,61 +237,196 @@ impl TxPath {
             // Unreachable: `poll` completes the batch when all buffers are staged.
             return;
         };
-        let tag = idx as u16;
-        let dom = env.frontend;
-        let mut failed = None;
-        let mut pos = usize::from(p.first_len);
-        if self.copier.from_guest(tag, dom, p.first.gref, p.first.offset, buf, 0, usize::from(p.first_len)).is_err() {
-            failed = Some(XenError::Invalid);
+        let mut segs = [Seg::default(); MAX_SEGS];
+        let all = core::iter::once((p.first.gref, p.first.offset, p.first_len))
+            .chain(p.frags().iter().map(|f| (f.gref, f.offset, f.size)));
+        let mut nsegs = 0;
+        for ((gref, offset, len), s) in all.zip(segs.iter_mut()) {
+            *s = Seg { gref, offset, len };
+            nsegs += 1;
         }
-        for f in p.frags() {
-            let len = usize::from(f.size);
-            if self.copier.from_guest(tag, dom, f.gref, f.offset, buf, pos, len).is_err() {
-                failed = Some(XenError::Invalid);
-            }
-            pos += len;
+        let len = usize::from(p.first.size);
+        let mut st = Staged {
+            rsp_start,
+            rsp_end: self.rsps.len(),
+            len,
+            meta: p.meta(),
+            failed: None,
+            segs,
+            nsegs,
+            whole: false,
+        };
+        // Only the headers now: the payload follows once it is known
+        // whether a receiver takes the frame straight from the grants.
+        if self.copy_range(idx as u16, env.frontend, &st, buf, 0, len.min(HDR_COPY)).is_err() {
+            st.failed = Some(XenError::Invalid);
         }
-        self.staged.push(Staged { rsp_start, rsp_end: self.rsps.len(), len: pos, meta: p.meta(), failed });
+        self.staged.push(st);
     }
 
-    /// Issues the queued copies, delivers the packets that arrived intact,
-    /// and writes every recorded response into the ring (not yet published).
+    /// Queues copies of the frame's bytes `[from, to)` into `buf` at the
+    /// same offsets.
+    fn copy_range<B: PacketBuf>(
+        &mut self,
+        tag: u16,
+        dom: DomId,
+        st: &Staged,
+        buf: &B,
+        from: usize,
+        to: usize,
+    ) -> Result<(), Unmappable> {
+        let mut at = 0usize;
+        let mut r = Ok(());
+        for seg in st.segs() {
+            let end = at + usize::from(seg.len);
+            let (a, b) = (from.max(at), to.min(end));
+            if a < b {
+                let goff = seg.offset + (a - at) as u16;
+                r = r.and(self.copier.from_guest(tag, dom, seg.gref, goff, buf, a, b - a));
+            }
+            at = end;
+        }
+        r
+    }
+
+    /// Issues the header copies, offers each good frame to the sink for
+    /// one copy, copies the payload of the others and delivers them whole,
+    /// and writes every recorded response into the ring (not yet
+    /// published) unless a one-copy frame holds them until `finish`.
     fn complete<B: PacketBuf>(
         &mut self,
         mem: &dyn SharedMem,
         gnt: &dyn GrantOps,
-        stats: &mut VifStats,
+        env: &mut TxEnv<'_>,
         bufs: &[B],
-        deliver: &mut dyn FnMut(&[u8], FrameMeta),
+        sink: &mut dyn TxSink,
     ) {
+        self.flush_copies(gnt);
+        // In ring order: once a frame must wait for its payload, the ones
+        // after it wait too, so none overtakes it on the way to a receiver.
+        let mut in_order = true;
+        for i in 0..self.staged.len() {
+            let (Some(s), Some(buf)) = (self.staged.get(i).copied(), bufs.get(i)) else { break };
+            if s.failed.is_some() {
+                continue;
+            }
+            let hlen = s.len.min(HDR_COPY);
+            if in_order {
+                let ticket = TxTicket { port: 0, queue: env.queue, idx: self.deferred.len() as u16 };
+                let frame = DirectFrame { dom: env.frontend, len: s.len, meta: s.meta, segs: s.segs(), ticket };
+                let taken = buf.with_bytes(hlen, |hdr| sink.offer(hdr, &frame));
+                if taken {
+                    self.deferred.push(Deferred {
+                        rsp_start: s.rsp_start,
+                        rsp_end: s.rsp_end,
+                        len: s.len,
+                        failed: false,
+                    });
+                    continue;
+                }
+                if s.len <= HDR_COPY {
+                    self.deliver(env.stats, &s, buf, sink);
+                    continue;
+                }
+                in_order = false;
+            }
+            if self.copy_range(i as u16, env.frontend, &s, buf, hlen, s.len).is_err()
+                && let Some(st) = self.staged.get_mut(i)
+            {
+                st.failed = Some(XenError::Invalid);
+            }
+            if let Some(st) = self.staged.get_mut(i) {
+                st.whole = true;
+            }
+        }
+        self.flush_copies(gnt);
+        for (s, buf) in self.staged.iter().zip(bufs.iter()) {
+            match s.failed {
+                Some(e) => {
+                    mark_error(self.rsps.get_mut(s.rsp_start..s.rsp_end));
+                    env.stats.from_guest.errors += 1;
+                    env.stats.last_tx_drop = Some(TxDrop::CopyFailed(e));
+                }
+                None if s.whole => {
+                    buf.with_bytes(s.len, |b| sink.deliver(b, s.meta));
+                    env.stats.from_guest.packets += 1;
+                    env.stats.from_guest.bytes += s.len as u64;
+                }
+                None => {}
+            }
+        }
+        self.staged.clear();
+        if self.deferred.is_empty() {
+            self.write_responses(mem);
+        }
+    }
+
+    /// Hands a frame that lies whole in `buf` to the sink, counted.
+    fn deliver<B: PacketBuf>(&self, stats: &mut VifStats, s: &Staged, buf: &B, sink: &mut dyn TxSink) {
+        buf.with_bytes(s.len, |b| sink.deliver(b, s.meta));
+        stats.from_guest.packets += 1;
+        stats.from_guest.bytes += s.len as u64;
+    }
+
+    /// Issues the queued copies; a failed one fails its packet.
+    fn flush_copies(&mut self, gnt: &dyn GrantOps) {
         let staged = &mut self.staged;
         self.copier.flush(gnt, |tag, e| {
             if let Some(s) = staged.get_mut(usize::from(tag)) {
                 s.failed.get_or_insert(e);
             }
         });
-        for (s, buf) in self.staged.iter().zip(bufs.iter()) {
-            match s.failed {
-                Some(e) => {
-                    for r in self.rsps.get_mut(s.rsp_start..s.rsp_end).unwrap_or(&mut []) {
-                        if r.1 != RspStatus::Null {
-                            r.1 = RspStatus::Error;
-                        }
-                    }
-                    stats.from_guest.errors += 1;
-                    stats.last_tx_drop = Some(TxDrop::CopyFailed(e));
-                }
-                None => {
-                    buf.with_bytes(s.len, |b| deliver(b, s.meta));
-                    stats.from_guest.packets += 1;
-                    stats.from_guest.bytes += s.len as u64;
-                }
-            }
-        }
+    }
+
+    /// Writes every recorded response into the ring.
+    fn write_responses(&mut self, mem: &dyn SharedMem) {
         for (id, status) in self.rsps.iter() {
             self.ring.write_response(mem, &TxResponse { id: *id, status: *status }.emit());
         }
         self.rsps.clear();
-        self.staged.clear();
+    }
+
+    /// True when one-copy frames wait for the turn's copies.
+    pub fn holding(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// The copy of one-copy frame `idx` failed on this guest's grant.
+    pub fn fault(&mut self, idx: u16) {
+        if let Some(d) = self.deferred.get_mut(usize::from(idx)) {
+            d.failed = true;
+        }
+    }
+
+    /// After the turn's copies: counts the one-copy frames, writes every
+    /// response held for them and publishes; true when the frontend asked
+    /// for an event.
+    pub fn finish(&mut self, mem: &dyn SharedMem, stats: &mut VifStats) -> bool {
+        if self.deferred.is_empty() {
+            return false;
+        }
+        for d in self.deferred.iter() {
+            if d.failed {
+                mark_error(self.rsps.get_mut(d.rsp_start..d.rsp_end));
+                stats.from_guest.errors += 1;
+                stats.last_tx_drop = Some(TxDrop::CopyFailed(XenError::Invalid));
+            } else {
+                stats.from_guest.packets += 1;
+                stats.from_guest.bytes += d.len as u64;
+            }
+        }
+        self.deferred.clear();
+        self.write_responses(mem);
+        self.ring.push_responses(mem)
+    }
+}
+
+/// Answers every data slot of a dropped packet NETIF_RSP_ERROR (its extra
+/// slots keep NETIF_RSP_NULL).
+fn mark_error(rsps: Option<&mut [(u16, RspStatus)]>) {
+    for r in rsps.unwrap_or(&mut []) {
+        if r.1 != RspStatus::Null {
+            r.1 = RspStatus::Error;
+        }
     }
 }

@@ -20,6 +20,7 @@
 use super::buf::PacketBuf;
 use super::credit::{Credit, Rate};
 use super::ctrl::{CTRL_SCRATCH, CtrlEnv, CtrlRing, CtrlStats};
+use super::direct::WholeFrames;
 use super::error::{NetbackError, RxDrop, TxDrop};
 use super::hash::{HashConfig, RxHash};
 use super::mcast::McastFilter;
@@ -29,7 +30,7 @@ use super::ring::BackRing;
 use super::rx::RxPath;
 use super::rxqueue::RxSource;
 pub use super::staging::TxStaging;
-use super::tx::{TxEnv, TxPath};
+use super::tx::TxPath;
 pub use super::vifconfig::{Features, MAX_QUEUES, VifConfig, VifError};
 use crate::drivers::port::{DirStats, PortStats};
 use crate::hal::{GrantOps, SharedMem};
@@ -78,6 +79,10 @@ pub struct VifStats {
     /// Bytes xvif itself copied into the RX queues (a memcpy per queued
     /// frame; Xen's grant copies are not counted here).
     pub rx_copy_bytes: u64,
+    /// Frames for the guest lost because the sender's grant failed during
+    /// the one copy (their slots were answered NETIF_RSP_ERROR; not this
+    /// guest's error).
+    pub rx_peer_drops: u64,
 }
 
 /// What a poll did.
@@ -95,11 +100,11 @@ pub struct PollOutcome {
 }
 
 /// One queue: a TX and an RX ring with their paths.
-struct Queue<B: PacketBuf> {
-    tx_mem: Box<dyn SharedMem>,
-    rx_mem: Box<dyn SharedMem>,
-    tx: TxPath,
-    rx: RxPath<B>,
+pub(super) struct Queue<B: PacketBuf> {
+    pub(super) tx_mem: Box<dyn SharedMem>,
+    pub(super) rx_mem: Box<dyn SharedMem>,
+    pub(super) tx: TxPath,
+    pub(super) rx: RxPath<B>,
 }
 
 /// The rings of one queue, as mapped by the caller: (TX, RX).
@@ -110,19 +115,19 @@ pub type QueueRings = (Box<dyn SharedMem>, Box<dyn SharedMem>);
 /// counters. A fatal error on any queue disables the whole vif, as Linux
 /// netback does.
 pub struct Vif<B: PacketBuf> {
-    cfg: VifConfig,
-    queues: Vec<Queue<B>>,
-    mcast: McastFilter,
-    stats: VifStats,
-    disabled: Option<NetbackError>,
+    pub(super) cfg: VifConfig,
+    pub(super) queues: Vec<Queue<B>>,
+    pub(super) mcast: McastFilter,
+    pub(super) stats: VifStats,
+    pub(super) disabled: Option<NetbackError>,
     /// Transmit credit, shared by the queues.
-    credit: Credit,
+    pub(super) credit: Credit,
     /// The latest time a poll was given (for `poll_tx` without one).
-    clock: u64,
+    pub(super) clock: u64,
     /// The control ring, when the frontend offered one.
     ctrl: Option<CtrlRing>,
     /// RX hashing as the frontend configured it (none without a control ring).
-    hash: HashConfig,
+    pub(super) hash: HashConfig,
 }
 
 impl<B: PacketBuf> core::fmt::Debug for Vif<B> {
@@ -213,7 +218,7 @@ impl<B: PacketBuf> Vif<B> {
     /// Counters.
     pub fn stats(&self) -> VifStats {
         let mut s = self.stats;
-        s.copy_hypercalls = self.queues.iter().map(|q| q.tx.copier.hypercalls() + q.rx.copier.hypercalls()).sum();
+        s.copy_hypercalls = self.queues.iter().map(|q| q.tx.copier.hypercalls() + q.rx.hypercalls).sum();
         s.copy_hypercalls += self.ctrl.as_ref().map_or(0, CtrlRing::hypercalls);
         s
     }
@@ -276,31 +281,7 @@ impl<B: PacketBuf> Vif<B> {
         now: u64,
         deliver: &mut dyn FnMut(&[u8], FrameMeta),
     ) -> PollOutcome {
-        self.clock = self.clock.max(now);
-        let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
-        if self.disabled.is_some() || bufs.is_empty() {
-            return PollOutcome::default();
-        }
-        let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
-        self.stats.tx_polls += 1;
-        let mut env = TxEnv {
-            frontend: self.cfg.frontend,
-            mcast_control: self.cfg.features.multicast_control,
-            mcast: &mut self.mcast,
-            stats: &mut self.stats,
-            credit: &mut self.credit,
-            now: self.clock,
-        };
-        let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, bufs, deliver);
-        if !out.progress {
-            self.stats.tx_idle_polls += 1;
-        }
-        if let Some(e) = fatal {
-            self.disabled = Some(e);
-            // Nothing more will be done: do not ask the caller to poll again.
-            return PollOutcome { more: false, ..out };
-        }
-        out
+        self.poll_tx_sink(q, gnt, staging, now, &mut WholeFrames(deliver))
     }
 
     /// Queues a frame of unknown source for the guest (see `enqueue_rx_from`).

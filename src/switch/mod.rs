@@ -18,6 +18,7 @@
 
 pub mod capture;
 pub mod checksum;
+mod direct;
 pub mod fdb;
 pub mod gso;
 pub mod headers;

@@ -3,7 +3,9 @@
 //! granted to), our own frames (the local packet buffers of
 //! `FakeBufPool`), and a `GrantOps::copy` that honours offsets, lengths and
 //! page bounds and answers GNTST_* per op as Xen does
-//! (xen/include/public/grant_table.h).
+//! (xen/include/public/grant_table.h). A copy may name a grant on both
+//! sides (two guests' pages, as one copy between guests does): each side's
+//! grant must be to the backend, the destination's writable.
 #![forbid(unsafe_code)]
 
 use crate::hal::GrantOps;
@@ -48,6 +50,8 @@ pub struct HvStats {
     pub page_crossing_ops: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// Operations from one guest's grant straight into another's.
+    pub between_ops: u64,
 }
 
 #[derive(Debug, Default)]
@@ -63,20 +67,36 @@ struct State {
 }
 
 /// The fake hypervisor; clones share state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FakeHv {
     st: Rc<RefCell<State>>,
     /// Our domain (the backend): grants must be made to it.
     pub backend: DomId,
     /// When set, the next copy hypercall fails as a whole with this error.
     pub fail_next_call: Rc<Cell<Option<XenError>>>,
+    /// Called with each copy hypercall's operations before they are done.
+    pub copy_hook: Rc<RefCell<Option<CopyHook>>>,
+}
+
+/// Watches copy hypercalls (`FakeHv::copy_hook`).
+pub type CopyHook = alloc::boxed::Box<dyn Fn(&[GnttabCopy])>;
+
+impl core::fmt::Debug for FakeHv {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FakeHv").field("backend", &self.backend).field("stats", &self.stats()).finish()
+    }
 }
 
 impl FakeHv {
     /// A hypervisor whose backend domain is `backend`.
     pub fn new(backend: DomId) -> Self {
         let st = State { next_gfn: 0x1000, ..State::default() };
-        Self { st: Rc::new(RefCell::new(st)), backend, fail_next_call: Rc::new(Cell::new(None)) }
+        Self {
+            st: Rc::new(RefCell::new(st)),
+            backend,
+            fail_next_call: Rc::new(Cell::new(None)),
+            copy_hook: Rc::new(RefCell::new(None)),
+        }
     }
 
     /// Counters.
@@ -195,6 +215,9 @@ impl FakeHv {
 impl GrantOps for FakeHv {
     fn copy(&self, ops: &mut [GnttabCopy]) -> Result<(), XenError> {
         self.st.borrow_mut().stats.copy_calls += 1;
+        if let Some(hook) = self.copy_hook.borrow().as_ref() {
+            hook(ops);
+        }
         if let Some(e) = self.fail_next_call.take() {
             return Err(e);
         }
@@ -202,6 +225,9 @@ impl GrantOps for FakeHv {
             op.status = self.copy_one(op);
             let mut s = self.st.borrow_mut();
             s.stats.copy_ops += 1;
+            if op.flags & GNTCOPY_SOURCE_GREF != 0 && op.flags & GNTCOPY_DEST_GREF != 0 {
+                s.stats.between_ops += 1;
+            }
             if op.status != 0 {
                 s.stats.failed_ops += 1;
             }

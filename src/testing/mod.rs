@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ctrlfront;
+pub mod fabric;
 pub mod fake_evtchn;
 pub mod fake_hv;
 pub mod netback_rig;
