@@ -7,7 +7,7 @@
 
 use super::queue::{CtrlSlot, QueueSlot, Slot};
 use super::{DataPlane, TX_STAGING};
-use crate::netback::{Features, QueueRings, Rate, TxStaging, Vif, VifConfig};
+use crate::netback::{Features, QueueRings, Rate, Turn, TxStaging, Vif, VifConfig};
 use crate::platform::bufpool::BUF_FRAMES;
 use crate::switch::PortConfig;
 use crate::switch::meta::PortCaps;
@@ -61,7 +61,12 @@ impl VifHost for DataPlane {
         if self.staging.is_none() {
             let mut pool = self.pool.borrow_mut();
             match TxStaging::new(pool.backing(), TX_STAGING) {
-                Ok(s) => self.staging = Some(s),
+                Ok(s) => {
+                    self.staging = Some(s);
+                    // The headers of one-copy frames; without it every
+                    // frame is copied whole.
+                    self.turn = Turn::new(pool.backing().alloc());
+                }
                 Err(e) => {
                     undo(queues, ctrl);
                     return Err(format!("tx staging buffers: {e:?}"));

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::drivers::port::Port;
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
-use crate::netback::{RxPool, SharedRxPool, TxStaging};
+use crate::netback::{RxPool, SharedRxPool, Turn, TxStaging};
 use crate::platform::bufpool::{BUF_BYTES, BUF_FRAMES, FrameBuf, FramePool};
 use crate::platform::irq::IrqFlag;
 use crate::platform::xen::{self, XenGrantOps};
@@ -34,7 +34,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use log::{info, warn};
-use ports::{NicPort, Out, QueuePort};
+use ports::{NicPort, Out, QueuePort, VifSink};
 use queue::Slot;
 
 /// TX staging buffers shared by all vifs (64 KiB each).
@@ -65,6 +65,8 @@ pub struct DataPlane {
     staging: Option<TxStaging<FrameBuf>>,
     /// The guests this turn owes a notification, sent together at its end.
     notify: NotifyBatch,
+    /// The grant copies of a turn into guests' buffers, issued together.
+    turn: Turn<FrameBuf>,
 }
 
 impl DataPlane {
@@ -125,6 +127,7 @@ impl DataPlane {
             nic,
             staging: None,
             notify: NotifyBatch::new(),
+            turn: Turn::new(None),
         }
     }
 
@@ -135,7 +138,7 @@ impl DataPlane {
         self.serve_console();
         let gnt = XenGrantOps;
         let mut busy = false;
-        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, notify, .. } = self;
+        let Self { switch, slots, by_port, mgmt, mgmt_q, mgmt_port, mgmt_at, nic, staging, notify, turn, .. } = self;
         if let Some(n) = nic.as_mut() {
             let fired = n.dev.irq.as_ref().is_some_and(IrqFlag::take);
             if fired {
@@ -188,10 +191,9 @@ impl DataPlane {
                     continue;
                 }
                 let ingress = slot.port;
-                let mut out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
-                let o = slot.vif.poll_tx_at(q, &gnt, staging, now, &mut |frame, meta| {
-                    let _ = switch.forward(ingress, frame, &FrameMeta::from(meta), now, &mut out);
-                });
+                let out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
+                let mut sink = VifSink { out, switch: &mut *switch, turn: &mut *turn, now };
+                let o = slot.vif.poll_tx_sink(q, &gnt, staging, now, &mut sink);
                 if o.notify {
                     notify.add(qs.tx_evt);
                 }
@@ -218,12 +220,34 @@ impl DataPlane {
         }
         // Every loop: the guest may have posted RX buffers without a kick.
         for slot in slots.values_mut() {
+            for q in 0..slot.queues.len() {
+                busy |= slot.vif.place_rx(q, slot.port.0, turn).progress;
+            }
+        }
+        // The turn's copies into guests' buffers, then the responses they
+        // held (one-copy frames' TX responses among them).
+        turn.flush(&gnt);
+        for f in turn.faults() {
+            let tag = f.tag();
+            for port in core::iter::once(tag.rx_port).chain(tag.tx.map(|t| t.port)) {
+                if let Some(s) = by_port.get(&PortId(port)).and_then(|id| slots.get_mut(id)) {
+                    s.vif.apply_fault(port, f);
+                }
+            }
+        }
+        turn.end();
+        for slot in slots.values_mut() {
             for (q, qs) in slot.queues.iter().enumerate() {
-                let o = slot.vif.poll_rx(q, &gnt);
-                if o.notify {
+                if !slot.vif.holding(q) {
+                    continue;
+                }
+                let (tx, rx) = slot.vif.finish_turn(q);
+                if tx {
+                    notify.add(qs.tx_evt);
+                }
+                if rx {
                     notify.add(qs.rx_evt);
                 }
-                busy |= o.progress;
             }
         }
         notify.send(xen::evtchn_send_many);
@@ -261,17 +285,18 @@ impl DataPlane {
         let (heap, _) = crate::platform::heap::usage();
         let f = crate::platform::frames::stats();
         let p = self.pool.borrow().stats();
-        let staging = self.staging.as_ref().map_or(0, TxStaging::len);
+        let staging = self.staging.as_ref().map_or(0, TxStaging::len) + usize::from(self.turn.has_arena());
         format!(
             "vifs={} grants={grants} evtchns={evtchns} bufs={} heap={heap} frames={} unmap_failed={} \
-             rx_bufs_peak={} rx_bufs_limit={} rx_bufs_refused={}",
+             rx_bufs_peak={} rx_bufs_limit={} rx_bufs_refused={} turn_copies={}",
             self.slots.len(),
             p.out + staging,
             f.used,
             xen::unmap_failures(),
             p.peak,
             p.limit,
-            p.refused
+            p.refused,
+            self.turn.hypercalls()
         )
     }
 
@@ -288,7 +313,7 @@ impl DataPlane {
         let ctrl = s.vif.ctrl_stats().unwrap_or_default();
         format!(
             "queues={} from_guest={} from_guest_bytes={} from_guest_errors={} to_guest={} to_guest_bytes={} \
-             to_guest_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_no_buffer={} to_guest_errors={} \
+             to_guest_drops={} to_guest_peer_drops={} to_guest_queue_full={} to_guest_over_share={} to_guest_no_buffer={} to_guest_errors={} \
              rx_queued_bytes={} rx_bufs={} rx_stalls={} copies={} disabled={} disabled_reason={} evtchn_throttled={} rate={} tx_rate_deferred={} \
              rate_waits={} rate_late_ms={} rate_lost_bytes={} segment={} ctrl={} hash={} hash_flags={:#x} \
              hash_mapping={} ctrl_requests={} ctrl_errors={}",
@@ -299,6 +324,7 @@ impl DataPlane {
             st.to_guest.packets,
             st.to_guest.bytes,
             st.to_guest.drops,
+            st.rx_peer_drops,
             st.rx_queue_full,
             st.rx_over_share,
             st.rx_no_buffer,
@@ -339,9 +365,9 @@ fn vif_key(id: VifId) -> String {
 }
 
 /// How many receive buffers the shared pool may hand out: every free frame
-/// but a reserve, less the TX staging buffers.
+/// but a reserve, less the TX staging buffers and the turn's arena.
 fn rx_pool_limit() -> usize {
     let f = crate::platform::frames::stats();
     let free = f.total.saturating_sub(f.used).saturating_sub(RESERVED_FRAMES);
-    ((free / BUF_FRAMES) as usize).saturating_sub(TX_STAGING)
+    ((free / BUF_FRAMES) as usize).saturating_sub(TX_STAGING + 1)
 }

@@ -6,9 +6,10 @@
 use super::queue::Slot;
 use crate::drivers::port::{Port, PortStats};
 use crate::net::NicDev;
-use crate::netback::RxSource;
+use crate::netback::{DirectFrame, RxSource, Turn, TxSink, TxTicket};
+use crate::platform::bufpool::FrameBuf;
 use crate::switch::meta::FrameMeta;
-use crate::switch::{Egress, PortId};
+use crate::switch::{Egress, PortId, Switch};
 use crate::xenbus::backend::VifId;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -124,5 +125,35 @@ impl Egress for Out<'_> {
             Some(s) => s.vif.enqueue_rx_from(RxSource(self.ingress.0), frame, meta.into()),
             None => false,
         }
+    }
+}
+
+/// Where a vif's TX queue hands its frames: one copy straight into the
+/// guest the switch sends a frame to, when the switch and that guest's vif
+/// can tell from the headers (`Switch::direct_target`,
+/// `Vif::place_direct`); else the whole frame through the switch.
+pub(super) struct VifSink<'a> {
+    pub out: Out<'a>,
+    pub switch: &'a mut Switch,
+    pub turn: &'a mut Turn<FrameBuf>,
+    pub now: u64,
+}
+
+impl TxSink for VifSink<'_> {
+    fn offer(&mut self, hdr: &[u8], frame: &DirectFrame<'_>) -> bool {
+        let ingress = self.out.ingress;
+        let meta = FrameMeta::from(frame.meta);
+        let Some(target) = self.switch.direct_target(ingress, hdr, frame.len, &meta, self.now) else { return false };
+        let Some(s) = self.out.by_port.get(&target).and_then(|id| self.out.slots.get_mut(id)) else { return false };
+        let frame = DirectFrame { ticket: TxTicket { port: ingress.0, ..frame.ticket }, ..*frame };
+        if !s.vif.place_direct(target.0, hdr, &frame, self.turn) {
+            return false;
+        }
+        self.switch.commit_direct(ingress, target, hdr, frame.len, self.now);
+        true
+    }
+
+    fn deliver(&mut self, frame: &[u8], meta: crate::netback::FrameMeta) {
+        let _ = self.switch.forward(self.out.ingress, frame, &FrameMeta::from(meta), self.now, &mut self.out);
     }
 }
