@@ -98,8 +98,8 @@ struct SimResult {
     copy_calls: u64,
     copy_ops: u64,
     xen_bytes: u64,
-    /// Bytes xvif copied itself (into vif B's RX queue, or headers into
-    /// the turn's arena).
+    /// Bytes xvif copied itself (into vif B's RX queue, or headers read
+    /// out of the turn's arena).
     xvif_bytes: u64,
     profile: Profile,
     /// Frames the capture could not record (its reader lagged).
@@ -179,7 +179,8 @@ fn simulate(len: usize, one_copy: bool, profile: bool, capture: bool) -> SimResu
         match timed {
             None if t0.elapsed() >= WARMUP => {
                 prof = Profile::default();
-                timed = Some((Instant::now(), packets, hv.stats(), fab.rigs[1].vif.stats().rx_copy_bytes));
+                let xvif = fab.rigs[1].vif.stats().rx_copy_bytes + fab.rigs[0].vif.stats().tx_hdr_bytes;
+                timed = Some((Instant::now(), packets, hv.stats(), xvif));
             }
             Some((t, _, _, _)) if t.elapsed() >= RUN => break,
             _ => {}
@@ -207,7 +208,7 @@ fn simulate(len: usize, one_copy: bool, profile: bool, capture: bool) -> SimResu
         copy_calls: s.copy_calls - s0.copy_calls,
         copy_ops: s.copy_ops - s0.copy_ops,
         xen_bytes: s.bytes - s0.bytes,
-        xvif_bytes: sb.rx_copy_bytes - x0,
+        xvif_bytes: sb.rx_copy_bytes + sa.tx_hdr_bytes - x0,
         profile: prof,
         capture_dropped: fab.switch.capture_mut().map_or(0, |c| c.dropped),
     }

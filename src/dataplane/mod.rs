@@ -161,9 +161,11 @@ impl DataPlane {
             }
         }
         let ids: Vec<VifId> = if staging.is_some() { slots.keys().copied().collect() } else { Vec::new() };
-        for id in ids {
+        // Every vif's TX queues first read their rings and queue the
+        // headers' copies, which go to Xen in one batch for all vifs.
+        for id in ids.iter() {
             let Some(staging) = staging.as_ref() else { break };
-            let Some(mut slot) = slots.remove(&id) else { continue };
+            let Some(slot) = slots.get_mut(id) else { continue };
             // While a packet waits for transmit credit the vif's queues
             // are not polled (their events are taken and the refill time is
             // the loop's deadline); from then on, the waiting ones are.
@@ -190,16 +192,34 @@ impl DataPlane {
                 if (qs.credit_wait && !credit_due) || !(kicked || qs.more || credit_due) {
                     continue;
                 }
-                let ingress = slot.port;
-                let out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
-                let mut sink = VifSink { out, switch: &mut *switch, turn: &mut *turn, now };
-                let o = slot.vif.poll_tx_sink(q, &gnt, staging, now, &mut sink);
-                if o.notify {
-                    notify.add(qs.tx_evt);
-                }
+                let o = slot.vif.stage_tx(q, now, Some(&mut *turn), slot.port.0, staging);
+                qs.staged = true;
                 qs.more = o.more;
                 qs.credit_wait = o.wait_until.is_some();
                 busy |= o.progress || o.more;
+            }
+        }
+        turn.flush_headers(&gnt);
+        for t in turn.header_faults() {
+            if let Some(s) = by_port.get(&PortId(t.port)).and_then(|id| slots.get_mut(id)) {
+                s.vif.header_failed(t);
+            }
+        }
+        // Then each frame goes to the switch: one copy to a vif where it
+        // can, else whole.
+        for id in ids {
+            let Some(staging) = staging.as_ref() else { break };
+            let Some(mut slot) = slots.remove(&id) else { continue };
+            for (q, qs) in slot.queues.iter_mut().enumerate() {
+                if !core::mem::take(&mut qs.staged) {
+                    continue;
+                }
+                let ingress = slot.port;
+                let out = Out { ingress, slots, by_port, mgmt_port: *mgmt_port, mgmt: mgmt_q, nic: nic.as_mut() };
+                let mut sink = VifSink { out, switch: &mut *switch, turn: &mut *turn, now };
+                if slot.vif.deliver_tx(q, &gnt, staging, &mut sink) {
+                    notify.add(qs.tx_evt);
+                }
             }
             slots.insert(id, slot);
         }

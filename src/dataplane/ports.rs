@@ -140,6 +140,10 @@ pub(super) struct VifSink<'a> {
 }
 
 impl TxSink for VifSink<'_> {
+    fn read_header(&self, at: usize, out: &mut [u8]) -> bool {
+        self.turn.read_header(at, out)
+    }
+
     fn offer(&mut self, hdr: &[u8], frame: &DirectFrame<'_>) -> bool {
         let ingress = self.out.ingress;
         let meta = FrameMeta::from(frame.meta);

@@ -24,6 +24,8 @@ pub(super) struct QueueSlot {
     /// A packet waits on this queue's TX ring for transmit credit: poll
     /// again once the vif's `tx_wait_until` has passed, not before.
     pub credit_wait: bool,
+    /// This turn read its TX ring: its packets are to be handed on.
+    pub staged: bool,
 }
 
 impl QueueSlot {
@@ -50,9 +52,14 @@ impl QueueSlot {
             },
         };
         match evts {
-            Ok((tx_evt, rx_evt)) => {
-                Ok(Self { tx_evt, rx_evt, rings: Some((tx_map, rx_map)), more: true, credit_wait: false })
-            }
+            Ok((tx_evt, rx_evt)) => Ok(Self {
+                tx_evt,
+                rx_evt,
+                rings: Some((tx_map, rx_map)),
+                more: true,
+                credit_wait: false,
+                staged: false,
+            }),
             Err(e) => Err(e),
         }
     }

@@ -1,17 +1,18 @@
 //! One copy between guests: what the TX path offers its caller for each
 //! good frame before the frame's payload is copied anywhere.
 //!
-//! The TX path copies only a frame's first `HDR_COPY` bytes into xvif
-//! (enough for validation, the switch's decision, the anti-spoofing
-//! filters and flow hashing), then offers the frame to its `TxSink` with
-//! those bytes and the grant slots that hold the whole frame. A sink that
-//! can deliver the frame to another guest's RX ring at once takes it: the
-//! receiver's RX path queues one grant copy from xvif's copy of the headers
-//! and grant-to-grant copies (sender's TX grant to receiver's RX grant) for
-//! the rest, all in the data plane's per-turn batch (`turn`). The frame's
-//! TX responses then wait for that batch; `TxTicket` names the frame so
-//! that the batch's outcome finds it. A sink that declines gets the whole
-//! frame, copied into a staging buffer as before, through `deliver`.
+//! The TX path copies only a frame's first `HDR_COPY` bytes into xvif (the
+//! turn's arena, in one batch for every vif: enough for validation, the
+//! switch's decision, the anti-spoofing filters and flow hashing), then
+//! offers the frame to its `TxSink` with those bytes and the grant slots
+//! that hold the whole frame. A sink that can deliver the frame to another
+//! guest's RX ring at once takes it: the receiver's RX path queues one
+//! grant copy of the headers from the arena and grant-to-grant copies
+//! (sender's TX grant to receiver's RX grant) for the rest, all in the data
+//! plane's per-turn batch (`turn`). The frame's TX responses then wait for
+//! that batch; `TxTicket` names the frame so that the batch's outcome finds
+//! it. A sink that declines gets the whole frame, copied from the grants
+//! into a staging buffer as before, through `deliver`.
 //!
 //! The header bytes the receiver gets are the ones xvif inspected, never a
 //! second read of the sender's page, so a sender cannot change its headers
@@ -65,6 +66,8 @@ pub struct DirectFrame<'a> {
     pub segs: &'a [Seg],
     /// Names the frame for the turn (the sink sets `port`).
     pub ticket: TxTicket,
+    /// Where the turn's arena holds the frame's first `min(len, HDR_COPY)` bytes.
+    pub hdr_at: usize,
 }
 
 impl DirectFrame<'_> {
@@ -88,6 +91,10 @@ impl DirectFrame<'_> {
 
 /// Where the TX path hands each good frame.
 pub trait TxSink {
+    /// Copies the headers the turn's arena holds at `at` into `out`; false
+    /// when the sink has no turn (nothing is offered then).
+    fn read_header(&self, at: usize, out: &mut [u8]) -> bool;
+
     /// Offered before the payload is copied: `hdr` is the frame's first
     /// `min(len, HDR_COPY)` bytes. True when the sink took the frame for
     /// one copy (it queued the copies under `frame.ticket` with its own
@@ -102,6 +109,10 @@ pub trait TxSink {
 pub struct WholeFrames<'a>(pub &'a mut dyn FnMut(&[u8], FrameMeta));
 
 impl TxSink for WholeFrames<'_> {
+    fn read_header(&self, _at: usize, _out: &mut [u8]) -> bool {
+        false
+    }
+
     fn offer(&mut self, _hdr: &[u8], _frame: &DirectFrame<'_>) -> bool {
         false
     }
@@ -129,6 +140,7 @@ mod tests {
             meta: FrameMeta::default(),
             segs: &segs,
             ticket: TxTicket::default(),
+            hdr_at: 0,
         };
         let mut got = Vec::new();
         f.runs(5, 160, |s, o, n| got.push((s.gref, o, n)));

@@ -265,7 +265,7 @@ impl<B: PacketBuf> RxPath<B> {
     /// Places a frame from another guest for one copy (see `direct`):
     /// false, with nothing done, unless the queue is empty (so the frame
     /// overtakes none), the guest takes the frame as it is and has posted
-    /// enough buffers, and the arena has room for its headers.
+    /// enough buffers.
     #[allow(clippy::too_many_arguments)]
     pub fn place_direct(
         &mut self,
@@ -289,7 +289,7 @@ impl<B: PacketBuf> RxPath<B> {
         if !matches!(self.ring.wait_for(mem, need), Ok(have) if have >= need) {
             return false;
         }
-        let Some(at) = turn.put_header(hdr) else { return false };
+        let at = frame.hdr_at;
         let idx = self.inflight.len() as u16;
         self.inflight.push(InFlight { frame: Held::Direct { len }, failed: false, peer: false });
         let csum = csum_flags(&frame.meta);

@@ -5,9 +5,11 @@
 //! allows, hands each failure to the vifs it concerns (`faults`), and only
 //! then do the vifs write their responses.
 //!
-//! The turn also owns the arena: one local buffer holding the headers of
-//! the one-copy frames (copied from the sender's staging buffer, so the
-//! receiver gets exactly the bytes the switch inspected) until the flush.
+//! First, though, the TX paths of every vif queue their header copies here
+//! (`header_from_guest`): each frame's first `HDR_COPY` bytes go into the
+//! turn's arena, one local buffer, in one batch for all vifs
+//! (`flush_headers`). A one-copy frame's receiver is then given these very
+//! bytes (the ones the switch inspected) from the arena.
 //!
 //! Attributing a failed grant-to-grant copy: Xen's status does not say
 //! which side's grant was bad, so each such copy is done again through a
@@ -81,6 +83,10 @@ struct Retry {
 /// One turn's copies, the arena, and what failed.
 #[derive(Debug)]
 pub struct Turn<B: PacketBuf> {
+    /// Header copies from guests' TX grants into the arena.
+    hdr_batch: CopyBatch,
+    hdr_tags: Vec<TxTicket>,
+    hdr_faults: Vec<TxTicket>,
     batch: CopyBatch,
     /// Per queued op: its tag, and whether both sides are grants.
     tags: Vec<(OpTag, bool)>,
@@ -99,6 +105,9 @@ impl<B: PacketBuf> Turn<B> {
     /// no one-copy frames).
     pub fn new(arena: Option<B>) -> Self {
         Self {
+            hdr_batch: CopyBatch::with_chunk(TURN_CHUNK),
+            hdr_tags: Vec::new(),
+            hdr_faults: Vec::new(),
             batch: CopyBatch::with_chunk(TURN_CHUNK),
             tags: Vec::new(),
             retries: Vec::new(),
@@ -122,7 +131,7 @@ impl<B: PacketBuf> Turn<B> {
 
     /// GNTTABOP_copy hypercalls issued so far.
     pub fn hypercalls(&self) -> u64 {
-        self.batch.hypercalls + self.retry_batch.hypercalls
+        self.hdr_batch.hypercalls + self.batch.hypercalls + self.retry_batch.hypercalls
     }
 
     /// Copies queued and not yet flushed.
@@ -151,17 +160,70 @@ impl<B: PacketBuf> Turn<B> {
         if ok { Ok(()) } else { Err(Unmappable) }
     }
 
-    /// Puts a one-copy frame's headers (at most `HDR_COPY` bytes) into the
-    /// arena; returns their offset there, None when the arena is full.
-    pub fn put_header(&mut self, hdr: &[u8]) -> Option<usize> {
-        let arena = self.arena.as_mut()?;
-        let (off, n) = (self.used, hdr.len());
-        if n > HDR_COPY || off + HDR_COPY + RETRY_ROOM > arena.capacity() {
+    /// True when the arena has room for one more frame's headers.
+    pub fn header_room(&self) -> bool {
+        self.arena.as_ref().is_some_and(|a| self.used + HDR_COPY + RETRY_ROOM <= a.capacity())
+    }
+
+    /// Reserves `HDR_COPY` arena bytes for a frame's headers until the
+    /// turn ends; their offset, None when the arena is full.
+    pub fn reserve_header(&mut self) -> Option<usize> {
+        if !self.header_room() {
             return None;
         }
-        arena.with_bytes_mut(off + n, |b| b.get_mut(off..off + n).map(|d| d.copy_from_slice(hdr)))?;
         self.used += HDR_COPY;
-        Some(off)
+        Some(self.used - HDR_COPY)
+    }
+
+    /// Queues a copy of `len` bytes from a guest's TX grant into the arena
+    /// at `at`, for the frame `ticket`.
+    pub fn header_from_guest(
+        &mut self,
+        ticket: TxTicket,
+        src: GrantAt,
+        at: usize,
+        len: usize,
+    ) -> Result<(), Unmappable> {
+        let (dom, gref, goff) = src;
+        let arena = self.arena.as_ref().ok_or(Unmappable)?;
+        if usize::from(goff) + len > PAGE_SIZE {
+            return Err(Unmappable);
+        }
+        let (batch, tags) = (&mut self.hdr_batch, &mut self.hdr_tags);
+        let ok = page_runs(arena, at, len, |fr, pos, n| {
+            batch.from_grant((dom, gref, goff + (pos - at) as u16), fr.gfn, fr.offset, n);
+            tags.push(ticket);
+        });
+        if ok { Ok(()) } else { Err(Unmappable) }
+    }
+
+    /// Issues the header copies; afterwards `header_faults` lists the
+    /// frames whose headers did not arrive.
+    pub fn flush_headers(&mut self, gnt: &dyn GrantOps) {
+        let (tags, faults) = (&self.hdr_tags, &mut self.hdr_faults);
+        if !tags.is_empty() {
+            self.hdr_batch.flush_each(gnt, |i, r| {
+                if let (Err(_), Some(t)) = (r, tags.get(i))
+                    && faults.last() != Some(t)
+                {
+                    faults.push(*t);
+                }
+            });
+        }
+        self.hdr_tags.clear();
+    }
+
+    /// The frames whose header copy failed in the last `flush_headers`.
+    pub fn header_faults(&self) -> &[TxTicket] {
+        &self.hdr_faults
+    }
+
+    /// Copies the arena's bytes at `at` into `out`; false when they are
+    /// not all there.
+    pub fn read_header(&self, at: usize, out: &mut [u8]) -> bool {
+        let Some(arena) = self.arena.as_ref() else { return false };
+        let n = out.len();
+        arena.with_bytes(at + n, |b| b.get(at..at + n).map(|h| out.copy_from_slice(h))).is_some()
     }
 
     /// Queues a copy of `len` arena bytes at `off` into `dst`.
@@ -270,9 +332,10 @@ impl<B: PacketBuf> Turn<B> {
         &self.faults
     }
 
-    /// Ends the turn: the arena and the failure list start over.
+    /// Ends the turn: the arena and the failure lists start over.
     pub fn end(&mut self) {
         self.used = 0;
         self.faults.clear();
+        self.hdr_faults.clear();
     }
 }

@@ -47,12 +47,13 @@ use super::error::{NetbackError, TxDrop};
 use super::mcast::McastFilter;
 use super::meta::FrameMeta;
 use super::ring::BackRing;
+use super::turn::Turn;
 pub use super::txparse::{ETH_HLEN, FATAL_SLOTS, MAX_EXTRAS, MAX_SLOTS};
 use super::txparse::{Packet, parse};
 use super::vif::{PollOutcome, VifStats};
 use crate::hal::{GrantOps, SharedMem};
 use crate::netif::{ExtraKind, RspStatus, TxResponse};
-use crate::xen::{DomId, XenError};
+use crate::xen::{DomId, GrantRef, XenError};
 use alloc::vec::Vec;
 
 /// A packet whose header copy is queued.
@@ -66,8 +67,10 @@ struct Staged {
     /// Its data slots, for the payload copy or a one-copy receiver.
     segs: [Seg; MAX_SEGS],
     nsegs: usize,
-    /// Delivered whole once its payload copy is done.
-    whole: bool,
+    /// Where the turn's arena holds its headers (none: no one copy).
+    hdr_at: Option<usize>,
+    /// The staging buffer it is copied into whole.
+    buf: Option<usize>,
 }
 
 impl Staged {
@@ -88,7 +91,8 @@ struct Deferred {
 /// What the TX path needs from its vif besides its own state.
 pub(crate) struct TxEnv<'a> {
     pub frontend: DomId,
-    /// The queue polled (names one-copy frames).
+    /// The vif's switch port and the queue polled (name one-copy frames).
+    pub port: u8,
     pub queue: u8,
     pub mcast_control: bool,
     pub mcast: &'a mut McastFilter,
@@ -99,8 +103,8 @@ pub(crate) struct TxEnv<'a> {
 }
 
 /// TX ring state and per-poll scratch (allocated once). The staging
-/// buffers are lent by the caller for each poll: every packet staged is
-/// delivered before `poll` returns, so one set serves all vifs.
+/// buffers are lent by the caller for each `deliver`: every packet copied
+/// whole is delivered before it returns, so one set serves all vifs.
 pub(crate) struct TxPath {
     pub ring: BackRing,
     staged: Vec<Staged>,
@@ -129,19 +133,22 @@ impl TxPath {
         self.cap
     }
 
-    /// Processes up to `budget` packets, staging at most `bufs.len()` at a
-    /// time. Returns the outcome and the fatal error that stopped it, if any
-    /// (packets before it are completed).
-    pub fn poll<B: PacketBuf>(
+    /// Reads up to `budget` packets off the ring (validated, charged,
+    /// consumed, their responses recorded) and queues each good one's
+    /// header copy on `turn` (without a turn, or once its arena is full,
+    /// packets go whole: a vif polled late in a busy turn is not held
+    /// back). `cap` is the staging buffers' capacity. Returns the outcome
+    /// and the fatal error that stopped it, if any; `deliver` then hands
+    /// the packets on, the ones before a fatal error included.
+    pub fn stage<B: PacketBuf>(
         &mut self,
         mem: &dyn SharedMem,
-        gnt: &dyn GrantOps,
         env: &mut TxEnv<'_>,
         budget: usize,
-        bufs: &[B],
-        sink: &mut dyn TxSink,
+        cap: usize,
+        mut turn: Option<&mut Turn<B>>,
     ) -> (PollOutcome, Option<NetbackError>) {
-        self.cap = bufs.first().map_or(0, |b| b.capacity());
+        self.cap = cap;
         let mut out = PollOutcome::default();
         let mut fatal = None;
         let mut packets = 0;
@@ -174,13 +181,8 @@ impl TxPath {
             self.ring.consume(pkt.slots);
             packets += 1;
             out.progress = true;
-            self.handle(&pkt, env, bufs);
-            if self.staged.len() >= bufs.len() {
-                self.complete(mem, gnt, env, bufs, sink);
-            }
+            self.handle(&pkt, env, turn.as_deref_mut());
         }
-        self.complete(mem, gnt, env, bufs, sink);
-        out.notify = self.ring.push_responses(mem);
         // While waiting for credit the ring is not re-armed: the refill
         // time, not the guest's next request, brings the next poll.
         if fatal.is_none() && !out.more && out.wait_until.is_none() {
@@ -192,8 +194,15 @@ impl TxPath {
         (out, fatal)
     }
 
+    /// The header copy of staged packet `idx` failed.
+    pub fn header_failed(&mut self, idx: u16) {
+        if let Some(s) = self.staged.get_mut(usize::from(idx)) {
+            s.failed.get_or_insert(XenError::Invalid);
+        }
+    }
+
     /// Records the packet's responses (in ring order) and queues its copies.
-    fn handle<B: PacketBuf>(&mut self, p: &Packet, env: &mut TxEnv<'_>, bufs: &[B]) {
+    fn handle<B: PacketBuf>(&mut self, p: &Packet, env: &mut TxEnv<'_>, turn: Option<&mut Turn<B>>) {
         let rsp_start = self.rsps.len();
         let mut first_status = RspStatus::Okay;
         let mut data_status = RspStatus::Okay;
@@ -233,10 +242,6 @@ impl TxPath {
             return;
         }
         let idx = self.staged.len();
-        let Some(buf) = bufs.get(idx) else {
-            // Unreachable: `poll` completes the batch when all buffers are staged.
-            return;
-        };
         let mut segs = [Seg::default(); MAX_SEGS];
         let all = core::iter::once((p.first.gref, p.first.offset, p.first_len))
             .chain(p.frags().iter().map(|f| (f.gref, f.offset, f.size)));
@@ -254,12 +259,31 @@ impl TxPath {
             failed: None,
             segs,
             nsegs,
-            whole: false,
+            hdr_at: None,
+            buf: None,
         };
-        // Only the headers now: the payload follows once it is known
-        // whether a receiver takes the frame straight from the grants.
-        if self.copy_range(idx as u16, env.frontend, &st, buf, 0, len.min(HDR_COPY)).is_err() {
-            st.failed = Some(XenError::Invalid);
+        // Only the headers now, into the turn's arena: the rest follows
+        // once it is known whether a receiver takes the frame straight
+        // from the grants.
+        if let Some(t) = turn
+            && let Some(at) = t.reserve_header()
+        {
+            st.hdr_at = Some(at);
+            let ticket = TxTicket { port: env.port, queue: env.queue, idx: idx as u16 };
+            let mut pos = 0usize;
+            let mut ok = true;
+            for seg in st.segs() {
+                if pos >= HDR_COPY {
+                    break;
+                }
+                let n = usize::from(seg.len).min(HDR_COPY - pos);
+                let src = (env.frontend, GrantRef(seg.gref), seg.offset);
+                ok &= t.header_from_guest(ticket, src, at + pos, n).is_ok();
+                pos += n;
+            }
+            if !ok {
+                st.failed = Some(XenError::Invalid);
+            }
         }
         self.staged.push(st);
     }
@@ -289,93 +313,105 @@ impl TxPath {
         r
     }
 
-    /// Issues the header copies, offers each good frame to the sink for
-    /// one copy, copies the payload of the others and delivers them whole,
-    /// and writes every recorded response into the ring (not yet
-    /// published) unless a one-copy frame holds them until `finish`.
-    fn complete<B: PacketBuf>(
+    /// Hands on the staged packets in ring order: each whose headers are
+    /// in the turn's arena is offered to the sink for one copy (one it
+    /// takes keeps its responses, and every later one, until `finish`); a
+    /// short one is delivered from the headers; the rest are copied whole
+    /// into the staging buffers, `bufs.len()` per batch, and delivered.
+    /// Once a packet goes whole the ones after it do too, so none overtakes
+    /// it. Writes the responses unless one-copy packets hold them and
+    /// publishes them; true when the frontend asked for an event.
+    pub fn deliver<B: PacketBuf>(
         &mut self,
         mem: &dyn SharedMem,
         gnt: &dyn GrantOps,
         env: &mut TxEnv<'_>,
         bufs: &[B],
         sink: &mut dyn TxSink,
-    ) {
-        self.flush_copies(gnt);
-        // In ring order: once a frame must wait for its payload, the ones
-        // after it wait too, so none overtakes it on the way to a receiver.
+    ) -> bool {
         let mut in_order = true;
+        let mut chunk = 0;
+        let mut used = 0;
         for i in 0..self.staged.len() {
-            let (Some(s), Some(buf)) = (self.staged.get(i).copied(), bufs.get(i)) else { break };
+            let Some(s) = self.staged.get(i).copied() else { break };
             if s.failed.is_some() {
                 continue;
             }
-            let hlen = s.len.min(HDR_COPY);
-            if in_order {
-                let ticket = TxTicket { port: 0, queue: env.queue, idx: self.deferred.len() as u16 };
-                let frame = DirectFrame { dom: env.frontend, len: s.len, meta: s.meta, segs: s.segs(), ticket };
-                let taken = buf.with_bytes(hlen, |hdr| sink.offer(hdr, &frame));
-                if taken {
-                    self.deferred.push(Deferred {
-                        rsp_start: s.rsp_start,
-                        rsp_end: s.rsp_end,
-                        len: s.len,
-                        failed: false,
-                    });
-                    continue;
+            if in_order && let Some(at) = s.hdr_at {
+                let hlen = s.len.min(HDR_COPY);
+                let mut hdr = [0u8; HDR_COPY];
+                let hdr = hdr.get_mut(..hlen).unwrap_or(&mut []);
+                if sink.read_header(at, hdr) {
+                    env.stats.tx_hdr_bytes += hlen as u64;
+                    let ticket = TxTicket { port: env.port, queue: env.queue, idx: self.deferred.len() as u16 };
+                    let frame =
+                        DirectFrame { dom: env.frontend, len: s.len, meta: s.meta, segs: s.segs(), ticket, hdr_at: at };
+                    if sink.offer(hdr, &frame) {
+                        let d = Deferred { rsp_start: s.rsp_start, rsp_end: s.rsp_end, len: s.len, failed: false };
+                        self.deferred.push(d);
+                        continue;
+                    }
+                    if s.len <= HDR_COPY {
+                        sink.deliver(hdr, s.meta);
+                        env.stats.from_guest.packets += 1;
+                        env.stats.from_guest.bytes += s.len as u64;
+                        continue;
+                    }
                 }
-                if s.len <= HDR_COPY {
-                    self.deliver(env.stats, &s, buf, sink);
-                    continue;
-                }
-                in_order = false;
             }
-            if self.copy_range(i as u16, env.frontend, &s, buf, hlen, s.len).is_err()
-                && let Some(st) = self.staged.get_mut(i)
-            {
-                st.failed = Some(XenError::Invalid);
+            in_order = false;
+            if used == bufs.len() {
+                self.deliver_whole(gnt, env.stats, bufs, sink, chunk..i);
+                (chunk, used) = (i, 0);
+            }
+            let Some(buf) = bufs.get(used) else { break };
+            if self.copy_range(i as u16, env.frontend, &s, buf, 0, s.len).is_err() {
+                self.header_failed(i as u16);
             }
             if let Some(st) = self.staged.get_mut(i) {
-                st.whole = true;
+                st.buf = Some(used);
             }
+            used += 1;
         }
-        self.flush_copies(gnt);
-        for (s, buf) in self.staged.iter().zip(bufs.iter()) {
-            match s.failed {
-                Some(e) => {
-                    mark_error(self.rsps.get_mut(s.rsp_start..s.rsp_end));
-                    env.stats.from_guest.errors += 1;
-                    env.stats.last_tx_drop = Some(TxDrop::CopyFailed(e));
-                }
-                None if s.whole => {
-                    buf.with_bytes(s.len, |b| sink.deliver(b, s.meta));
-                    env.stats.from_guest.packets += 1;
-                    env.stats.from_guest.bytes += s.len as u64;
-                }
-                None => {}
+        self.deliver_whole(gnt, env.stats, bufs, sink, chunk..self.staged.len());
+        for s in self.staged.iter() {
+            if let Some(e) = s.failed {
+                mark_error(self.rsps.get_mut(s.rsp_start..s.rsp_end));
+                env.stats.from_guest.errors += 1;
+                env.stats.last_tx_drop = Some(TxDrop::CopyFailed(e));
             }
         }
         self.staged.clear();
-        if self.deferred.is_empty() {
-            self.write_responses(mem);
+        if !self.deferred.is_empty() {
+            return false;
         }
+        self.write_responses(mem);
+        self.ring.push_responses(mem)
     }
 
-    /// Hands a frame that lies whole in `buf` to the sink, counted.
-    fn deliver<B: PacketBuf>(&self, stats: &mut VifStats, s: &Staged, buf: &B, sink: &mut dyn TxSink) {
-        buf.with_bytes(s.len, |b| sink.deliver(b, s.meta));
-        stats.from_guest.packets += 1;
-        stats.from_guest.bytes += s.len as u64;
-    }
-
-    /// Issues the queued copies; a failed one fails its packet.
-    fn flush_copies(&mut self, gnt: &dyn GrantOps) {
+    /// Issues the whole-frame copies of staged packets `range` and delivers
+    /// the ones that arrived.
+    fn deliver_whole<B: PacketBuf>(
+        &mut self,
+        gnt: &dyn GrantOps,
+        stats: &mut VifStats,
+        bufs: &[B],
+        sink: &mut dyn TxSink,
+        range: core::ops::Range<usize>,
+    ) {
         let staged = &mut self.staged;
         self.copier.flush(gnt, |tag, e| {
             if let Some(s) = staged.get_mut(usize::from(tag)) {
                 s.failed.get_or_insert(e);
             }
         });
+        for s in self.staged.get(range).unwrap_or(&[]) {
+            if let (None, Some(buf)) = (s.failed, s.buf.and_then(|b| bufs.get(b))) {
+                buf.with_bytes(s.len, |b| sink.deliver(b, s.meta));
+                stats.from_guest.packets += 1;
+                stats.from_guest.bytes += s.len as u64;
+            }
+        }
     }
 
     /// Writes every recorded response into the ring.

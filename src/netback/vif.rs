@@ -83,6 +83,9 @@ pub struct VifStats {
     /// the one copy (their slots were answered NETIF_RSP_ERROR; not this
     /// guest's error).
     pub rx_peer_drops: u64,
+    /// Header bytes xvif read out of the turn's arena to offer frames from
+    /// the guest for one copy.
+    pub tx_hdr_bytes: u64,
 }
 
 /// What a poll did.
@@ -281,7 +284,9 @@ impl<B: PacketBuf> Vif<B> {
         now: u64,
         deliver: &mut dyn FnMut(&[u8], FrameMeta),
     ) -> PollOutcome {
-        self.poll_tx_sink(q, gnt, staging, now, &mut WholeFrames(deliver))
+        let out = self.stage_tx(q, now, None, 0, staging);
+        let notify = self.deliver_tx(q, gnt, staging, &mut WholeFrames(deliver));
+        PollOutcome { notify, ..out }
     }
 
     /// Queues a frame of unknown source for the guest (see `enqueue_rx_from`).

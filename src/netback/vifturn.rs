@@ -3,14 +3,16 @@
 //! frames with their copies on the turn, and once the turn's copies are
 //! done the failures are applied and every held response written.
 //!
-//! Order of a turn, as the data plane drives it: `poll_tx_sink` for every
-//! queue that needs it (the sink calls `place_direct` on receivers), then
-//! `place_rx` for every queue, then `Turn::flush`, `apply_fault` for each
-//! fault on every vif it names, `finish_turn` for every queue, `Turn::end`.
+//! Order of a turn, as the data plane drives it: `stage_tx` for every
+//! queue that needs it, `Turn::flush_headers` and `header_failed` for each
+//! of its faults, `deliver_tx` for every queue staged (the sink calls
+//! `place_direct` on receivers), then `place_rx` for every queue, then
+//! `Turn::flush`, `apply_fault` for each fault on every vif it names,
+//! `finish_turn` for every queue, `Turn::end`.
 #![forbid(unsafe_code)]
 
 use super::buf::PacketBuf;
-use super::direct::{DirectFrame, TxSink};
+use super::direct::{DirectFrame, TxSink, TxTicket};
 use super::hash::HashAlgorithm;
 use super::rx::RxId;
 use super::turn::{Fault, Turn};
@@ -20,33 +22,31 @@ use crate::hal::GrantOps;
 use crate::switch::headers::{HeaderError, flow_hash_len, parse_len};
 
 impl<B: PacketBuf> Vif<B> {
-    /// Gathers up to `tx_budget` packets from queue `q`'s TX ring, copies
-    /// their headers into the `staging` buffers (at most `tx_batch` per
-    /// grant-copy batch; see `TxStaging`) and offers each good frame to
-    /// `sink`: a frame it takes for one copy keeps its responses (and every
-    /// later one of this queue) until `finish_turn`; the others are copied
-    /// whole and delivered. Answers every request consumed. A queue that
-    /// does not exist, or no staging buffer, does nothing. With a rate set,
-    /// packets are charged at `now` (ns); one that finds too little credit
-    /// stays on the ring and the outcome's `wait_until` says when to poll
-    /// again.
-    pub fn poll_tx_sink(
+    /// Reads up to `tx_budget` packets from queue `q`'s TX ring and queues
+    /// their header copies on `turn` (`me` is this vif's switch port); with
+    /// no turn they will go whole. `deliver_tx` hands them on after the
+    /// turn's `flush_headers`. A queue that does not exist, or no staging
+    /// buffer, does nothing. With a rate set, packets are charged at `now`
+    /// (ns); one that finds too little credit stays on the ring and the
+    /// outcome's `wait_until` says when to poll again.
+    pub fn stage_tx(
         &mut self,
         q: usize,
-        gnt: &dyn GrantOps,
-        staging: &TxStaging<B>,
         now: u64,
-        sink: &mut dyn TxSink,
+        turn: Option<&mut Turn<B>>,
+        me: u8,
+        staging: &TxStaging<B>,
     ) -> PollOutcome {
         self.clock = self.clock.max(now);
-        let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
-        if self.disabled.is_some() || bufs.is_empty() {
+        let cap = staging.bufs.first().map_or(0, |b| b.capacity());
+        if self.disabled.is_some() || staging.bufs.is_empty() || self.cfg.tx_batch == 0 {
             return PollOutcome::default();
         }
         let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
         self.stats.tx_polls += 1;
         let mut env = TxEnv {
             frontend: self.cfg.frontend,
+            port: me,
             queue: q as u8,
             mcast_control: self.cfg.features.multicast_control,
             mcast: &mut self.mcast,
@@ -54,7 +54,7 @@ impl<B: PacketBuf> Vif<B> {
             credit: &mut self.credit,
             now: self.clock,
         };
-        let (out, fatal) = queue.tx.poll(&*queue.tx_mem, gnt, &mut env, self.cfg.tx_budget, bufs, sink);
+        let (out, fatal) = queue.tx.stage(&*queue.tx_mem, &mut env, self.cfg.tx_budget, cap, turn);
         if !out.progress {
             self.stats.tx_idle_polls += 1;
         }
@@ -64,6 +64,36 @@ impl<B: PacketBuf> Vif<B> {
             return PollOutcome { more: false, ..out };
         }
         out
+    }
+
+    /// Hands on the packets `stage_tx` read from queue `q` (even once the
+    /// vif is disabled: they came before): each is offered to `sink` for
+    /// one copy, and a frame it takes keeps its responses (and every later
+    /// one of this queue) until `finish_turn`; the others are copied whole
+    /// into the `staging` buffers (at most `tx_batch` per grant-copy batch;
+    /// see `TxStaging`) and delivered. True when responses were published
+    /// and the frontend asked for an event.
+    pub fn deliver_tx(&mut self, q: usize, gnt: &dyn GrantOps, staging: &TxStaging<B>, sink: &mut dyn TxSink) -> bool {
+        let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
+        let Some(queue) = self.queues.get_mut(q) else { return false };
+        let mut env = TxEnv {
+            frontend: self.cfg.frontend,
+            port: 0,
+            queue: q as u8,
+            mcast_control: self.cfg.features.multicast_control,
+            mcast: &mut self.mcast,
+            stats: &mut self.stats,
+            credit: &mut self.credit,
+            now: self.clock,
+        };
+        queue.tx.deliver(&*queue.tx_mem, gnt, &mut env, bufs, sink)
+    }
+
+    /// The header copy of a frame staged on queue `ticket.queue` failed.
+    pub fn header_failed(&mut self, ticket: &TxTicket) {
+        if let Some(queue) = self.queues.get_mut(usize::from(ticket.queue)) {
+            queue.tx.header_failed(ticket.idx);
+        }
     }
 
     /// Takes a frame from another guest for one copy, when it can go
@@ -89,11 +119,7 @@ impl<B: PacketBuf> Vif<B> {
         let Some(queue) = self.queues.get_mut(q) else { return false };
         let id = RxId { port: me, queue: q as u8 };
         let f = &self.cfg.features;
-        if !queue.rx.place_direct(&*queue.rx_mem, self.cfg.frontend, f, id, hdr, frame, turn) {
-            return false;
-        }
-        self.stats.rx_copy_bytes += hdr.len() as u64;
-        true
+        queue.rx.place_direct(&*queue.rx_mem, self.cfg.frontend, f, id, hdr, frame, turn)
     }
 
     /// Places frames queued on queue `q` in the guest's posted RX buffers,

@@ -72,7 +72,7 @@ impl Fabric {
                 }
             })
             .collect();
-        let arena = crate::netback::BufPool::alloc(&mut FakeBufPool::new(&hv, 1, BUF_CAP, 2));
+        let arena = crate::netback::BufPool::alloc(&mut FakeBufPool::new(&hv, 1, BUF_CAP, 0));
         Self { hv, switch, rigs, turn: Turn::new(arena), one_copy: true, now: 0, notified: (0, 0) }
     }
 
@@ -86,6 +86,18 @@ impl Fabric {
         let mut t = TurnTimes::default();
         let mut busy = false;
         let t0 = clock();
+        for (i, r) in self.rigs.iter_mut().enumerate() {
+            for q in 0..r.vif.queues() {
+                let turn = self.one_copy.then_some(&mut self.turn);
+                busy |= r.vif.stage_tx(q, self.now, turn, i as u8, &r.staging).progress;
+            }
+        }
+        self.turn.flush_headers(&self.hv);
+        for t in self.turn.header_faults() {
+            if let Some(r) = self.rigs.get_mut(usize::from(t.port)) {
+                r.vif.header_failed(t);
+            }
+        }
         for i in 0..self.rigs.len() {
             let (left, rest) = self.rigs.split_at_mut(i);
             let Some((me, right)) = rest.split_first_mut() else { continue };
@@ -97,10 +109,10 @@ impl Fabric {
                     right: &mut *right,
                     turn: &mut self.turn,
                     now: self.now,
-                    one_copy: self.one_copy,
                 };
-                let o = me.vif.poll_tx_sink(q, &me.hv, &me.staging, self.now, &mut sink);
-                busy |= o.progress;
+                if me.vif.deliver_tx(q, &me.hv, &me.staging, &mut sink) {
+                    self.notified.0 += 1;
+                }
             }
         }
         let t1 = clock();
@@ -156,7 +168,6 @@ struct Sink<'a> {
     right: &'a mut [Rig],
     turn: &'a mut Turn<FakeBuf>,
     now: u64,
-    one_copy: bool,
 }
 
 /// The other guests as the switch's egress.
@@ -185,10 +196,11 @@ impl Egress for Others<'_, '_> {
 }
 
 impl TxSink for Sink<'_> {
+    fn read_header(&self, at: usize, out: &mut [u8]) -> bool {
+        self.turn.read_header(at, out)
+    }
+
     fn offer(&mut self, hdr: &[u8], frame: &DirectFrame<'_>) -> bool {
-        if !self.one_copy {
-            return false;
-        }
         let meta = FrameMeta::from(frame.meta);
         let Some(target) = self.switch.direct_target(self.ingress, hdr, frame.len, &meta, self.now) else {
             return false;
