@@ -17,7 +17,7 @@ use super::hash::HashAlgorithm;
 use super::rx::RxId;
 use super::turn::{Fault, Turn};
 use super::tx::TxEnv;
-use super::vif::{PollOutcome, TxStaging, Vif};
+use super::vif::{PollOutcome, Queue, TxStaging, Vif};
 use crate::hal::GrantOps;
 use crate::switch::headers::{HeaderError, flow_hash_len, parse_len};
 
@@ -42,19 +42,10 @@ impl<B: PacketBuf> Vif<B> {
         if self.disabled.is_some() || staging.bufs.is_empty() || self.cfg.tx_batch == 0 {
             return PollOutcome::default();
         }
-        let Some(queue) = self.queues.get_mut(q) else { return PollOutcome::default() };
-        self.stats.tx_polls += 1;
-        let mut env = TxEnv {
-            frontend: self.cfg.frontend,
-            port: me,
-            queue: q as u8,
-            mcast_control: self.cfg.features.multicast_control,
-            mcast: &mut self.mcast,
-            stats: &mut self.stats,
-            credit: &mut self.credit,
-            now: self.clock,
-        };
-        let (out, fatal) = queue.tx.stage(&*queue.tx_mem, &mut env, self.cfg.tx_budget, cap, turn);
+        let budget = self.cfg.tx_budget;
+        let Some((queue, mut env)) = self.tx_parts(q, me) else { return PollOutcome::default() };
+        env.stats.tx_polls += 1;
+        let (out, fatal) = queue.tx.stage(&*queue.tx_mem, &mut env, budget, cap, turn);
         if !out.progress {
             self.stats.tx_idle_polls += 1;
         }
@@ -75,10 +66,17 @@ impl<B: PacketBuf> Vif<B> {
     /// and the frontend asked for an event.
     pub fn deliver_tx(&mut self, q: usize, gnt: &dyn GrantOps, staging: &TxStaging<B>, sink: &mut dyn TxSink) -> bool {
         let bufs = staging.bufs.get(..self.cfg.tx_batch.min(staging.bufs.len())).unwrap_or(&[]);
-        let Some(queue) = self.queues.get_mut(q) else { return false };
-        let mut env = TxEnv {
+        let Some((queue, mut env)) = self.tx_parts(q, 0) else { return false };
+        queue.tx.deliver(&*queue.tx_mem, gnt, &mut env, bufs, sink)
+    }
+
+    /// Queue `q` and what its TX path needs from the vif (`me`: the
+    /// vif's switch port).
+    fn tx_parts(&mut self, q: usize, me: u8) -> Option<(&mut Queue<B>, TxEnv<'_>)> {
+        let queue = self.queues.get_mut(q)?;
+        let env = TxEnv {
             frontend: self.cfg.frontend,
-            port: 0,
+            port: me,
             queue: q as u8,
             mcast_control: self.cfg.features.multicast_control,
             mcast: &mut self.mcast,
@@ -86,7 +84,7 @@ impl<B: PacketBuf> Vif<B> {
             credit: &mut self.credit,
             now: self.clock,
         };
-        queue.tx.deliver(&*queue.tx_mem, gnt, &mut env, bufs, sink)
+        Some((queue, env))
     }
 
     /// The header copy of a frame staged on queue `ticket.queue` failed.
