@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(xenstore_replies netback_tx_ring netback_rx_ring netback_ctrl_ring xenbus_backend switch_ingress mgmt_filter)
+TARGETS=(xenstore_replies netback_tx_ring netback_rx_ring netback_ctrl_ring netback_one_copy xenbus_backend switch_ingress mgmt_filter)
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/target}
 BIN=$CARGO_TARGET_DIR/$HOST/release
