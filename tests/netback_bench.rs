@@ -78,7 +78,7 @@ impl RxGuest {
 struct Profile {
     /// Guest A writing and publishing TX requests.
     guest_tx: u64,
-    /// The turn's TX phase: vif A's `poll_tx_sink` (header copies,
+    /// The turn's TX phase: vif A's `stage_tx` and `deliver_tx` (header copies,
     /// parsing), the switch's decision, vif B's placement.
     vif_tx: u64,
     /// The turn's RX placement of queued frames.

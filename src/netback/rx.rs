@@ -3,15 +3,24 @@
 //! the budget, the rest is dropped and counted), copied into the buffers
 //! the frontend posts on the RX ring with batched GNTTABOP_copy.
 //!
+//! Copies are queued on a `Turn` (`place_queued`), the data plane's for
+//! every vif at once or the path's own in `poll`; the responses are
+//! written by `finish` once the turn's copies are done and their failures
+//! applied (`fault`). A frame from another guest can also be placed for
+//! one copy (`place_direct`, see `direct`): only while the queue is empty,
+//! so it never overtakes a queued frame.
+//!
 //! Layout of one frame on the ring (xen/include/public/io/netif.h): the
 //! first data slot (flags: checksum bits, NETRXF_extra_info when extras
 //! follow, NETRXF_more_data when more data slots follow), then the extra
 //! slots (GSO when the frame is a GSO frame, HASH when the frontend
 //! configured hashing over the control ring and a hash type covered the
 //! frame, as Linux netback sends them; each but the last flagged MORE),
-//! then the other data slots, up to a page each at offset 0. A response goes in the slot of the request it answers and
-//! carries that request's id; its status is the byte count of the slot, or
-//! NETIF_RSP_ERROR when the copy into the guest's page failed.
+//! then the other data slots, up to a page each at offset 0. A response
+//! goes in the slot of the request it answers and carries that request's
+//! id; its status is the byte count of the slot, or NETIF_RSP_ERROR when
+//! the copy into the guest's page failed (or, for a one-copy frame, the
+//! sender's grant did).
 #![forbid(unsafe_code)]
 
 use super::buf::PacketBuf;

@@ -275,7 +275,8 @@ impl<B: PacketBuf> Vif<B> {
     /// consumed. A queue that does not exist, or no staging buffer, does
     /// nothing. With a rate set, packets are charged at `now` (ns); one
     /// that finds too little credit stays on the ring and the outcome's
-    /// `wait_until` says when to poll again.
+    /// `wait_until` says when to poll again. Every frame goes whole: the
+    /// data plane's turn uses `stage_tx` and `deliver_tx` for one copy.
     pub fn poll_tx_at(
         &mut self,
         q: usize,
