@@ -87,7 +87,8 @@ fn multi_slot_frames_and_headers_across_slots_arrive_intact() {
 #[test]
 fn largest_frames_arrive_intact_across_rx_pages() {
     let mut fab = Fabric::new(2);
-    let jumbo = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, gso_tcpv6: true, mtu: 9000 };
+    // The largest IP MTU a vif may have (`mtu=` key).
+    let jumbo = PortCaps { accepts_partial_csum: true, gso_tcpv4: true, gso_tcpv6: true, mtu: 65517 };
     for p in [PortId(0), PortId(1)] {
         fab.switch.set_caps(p, jumbo).unwrap();
     }
@@ -95,6 +96,8 @@ fn largest_frames_arrive_intact_across_rx_pages() {
         (unicast(9014, 0, 1, 1), TxOpts::default()),
         (unicast(9014, 0, 1, 2), slots(&[3000, 4096, 1918])),
         (unicast(4097, 0, 1, 3), TxOpts { offset: 2, ..TxOpts::default() }),
+        (unicast(65531, 0, 1, 4), TxOpts::default()),
+        (unicast(65531, 0, 1, 5), TxOpts { offset: 4095, ..TxOpts::default() }),
     ];
     check_arrive(&mut fab, &frames);
 }
@@ -328,4 +331,43 @@ fn a_full_arena_sends_frames_whole_and_holds_no_vif_back() {
     let s = fab.hv.stats();
     assert!(s.between_ops - before.between_ops >= 300, "most went with one copy");
     assert!(s.between_ops - before.between_ops < 512, "the rest went whole");
+}
+
+#[test]
+fn the_fake_hypervisor_copies_grant_to_grant_and_refuses_bad_grants() {
+    use xvif::hal::GrantOps;
+    use xvif::xen::DomId;
+    use xvif::xen::abi::{GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GnttabCopy, GnttabCopyPtr};
+    let fab = Fabric::new(1);
+    let hv = &fab.hv;
+    let (a, b, c) = (DomId(20), DomId(21), DomId(22));
+    let (pa, pb) = (hv.alloc_page(a), hv.alloc_page(b));
+    hv.write_page(a, pa, 100, b"grant to grant");
+    let src = hv.grant(a, pa, hv.backend, true);
+    let dst = hv.grant(b, pb, hv.backend, false);
+    let ro = hv.grant(b, pb, hv.backend, true);
+    let other = hv.grant(a, pa, c, true);
+    let op = |sd: DomId, sr: u32, so: u16, dd: DomId, dr: u32, dof: u16, len: u16| GnttabCopy {
+        source: GnttabCopyPtr { ref_or_gmfn: u64::from(sr), domid: sd.0, offset: so, pad: 0 },
+        dest: GnttabCopyPtr { ref_or_gmfn: u64::from(dr), domid: dd.0, offset: dof, pad: 0 },
+        len,
+        flags: GNTCOPY_SOURCE_GREF | GNTCOPY_DEST_GREF,
+        status: 0,
+        pad: 0,
+    };
+    let mut ops = [
+        op(a, src, 100, b, dst, 7, 14),
+        op(a, 999, 0, b, dst, 0, 1),
+        op(a, src, 0, b, ro, 0, 1),
+        op(a, other, 0, b, dst, 0, 1),
+        op(a, src, 4090, b, dst, 0, 10),
+        op(a, src, 0, c, dst, 0, 1),
+    ];
+    hv.copy(&mut ops).unwrap();
+    let st: Vec<i16> = ops.iter().map(|o| o.status).collect();
+    // Done; bad ref; read-only destination; not granted to us; past the
+    // page; a grant that domain never made.
+    assert_eq!(st, [0, -3, -8, -8, -10, -3]);
+    assert_eq!(hv.read_page(b, pb, 7, 14), b"grant to grant");
+    assert_eq!(hv.stats().between_ops, 6);
 }
