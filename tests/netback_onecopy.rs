@@ -276,7 +276,7 @@ fn counters(one_copy: bool) -> Vec<String> {
     for p in [PortId(0), PortId(1)] {
         out.push(format!("{:?}", fab.switch.port_counters(p).unwrap()));
     }
-    out.push(format!("unicast={}", fab.switch.counters().unicast));
+    out.push(format!("{:?}", fab.switch.counters()));
     out
 }
 

@@ -88,8 +88,14 @@ impl Switch {
         let Some(p) = self.port_mut(ingress) else { return };
         p.counters.rx_packets += 1;
         p.counters.rx_bytes += len as u64;
-        let seg = p.seg;
-        let _ = self.fdb.learn(seg, mac_at(hdr, 6), ingress, now_ns);
+        let (seg, src) = (p.seg, mac_at(hdr, 6));
+        if p.cfg.allowed_src == Some(src) {
+            // Pinned to this port: learning would find it and change
+            // nothing; only the ageing it also does is left.
+            self.fdb.expire(now_ns);
+        } else {
+            let _ = self.fdb.learn(seg, src, ingress, now_ns);
+        }
         self.counters.unicast += 1;
         if let Some(t) = self.port_mut(target) {
             t.counters.tx_packets += 1;
