@@ -147,39 +147,80 @@ fn the_tx_response_waits_for_the_grant_copy() {
     assert_eq!(fab.rigs[1].fe.rx_frames().len(), 2);
 }
 
-#[test]
-fn a_bad_sender_grant_is_the_senders_error_alone() {
-    let mut fab = Fabric::new(3);
+/// Guest 0 sends a 1500-byte frame to guest 1 in two slots: the first
+/// (good, holding the headers) and one naming `second` for the last 100
+/// bytes; guest 2 sends guest 1 a good frame beside it.
+fn send_with_second_slot(fab: &mut Fabric, second: u32) {
     fab.rigs[1].fe.post_rx(8);
     fab.rigs[2].fe.post_rx(8);
-    // Slot 1 is fine (and holds the headers); slot 2 names a grant that
-    // does not exist, found only by the copy into the receiver.
     let f = unicast(1500, 0, 1, 1);
     let fe = &mut fab.rigs[0].fe;
     let good = fe.grant_data(&f[..1400], 0);
     fe.push_tx(TxRequest { gref: good, offset: 0, flags: NETTXF_MORE_DATA, id: 1, size: 1500 });
-    fe.push_tx(TxRequest { gref: 4242, offset: 0, flags: 0, id: 2, size: 100 });
+    fe.push_tx(TxRequest { gref: second, offset: 0, flags: 0, id: 2, size: 100 });
     fe.publish_tx();
     fab.rigs[2].fe.send(&unicast(700, 2, 1, 3), &TxOpts::default());
     fab.settle();
+}
+
+/// The sender's frame failed as its own error; the receiver got guest 2's
+/// frame, and both go on as before.
+fn check_sender_alone_failed(fab: &mut Fabric) {
     let rsps = fab.rigs[0].fe.tx_responses();
     assert_eq!(
         rsps.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(),
         [(1, RspStatus::Error), (2, RspStatus::Error)]
     );
-    let (a, b) = (fab.rigs[0].vif.stats(), fab.rigs[1].vif.stats());
+    let a = fab.rigs[0].vif.stats();
     assert_eq!((a.from_guest.packets, a.from_guest.errors), (0, 1));
-    assert_eq!((b.to_guest.errors, b.rx_peer_drops, b.to_guest.packets), (0, 1, 1), "{b:?}");
     assert!(fab.rigs.iter().all(|r| r.vif.disabled().is_none()));
-    // The receiver got guest 2's frame; the bad one never reached it as data.
-    let got: Vec<_> = fab.rigs[1].fe.rx_frames().into_iter().filter(|g| g.statuses[0] > 0).collect();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].data, unicast(700, 2, 1, 3));
-    // And both go on as before.
     fab.rigs[0].fe.send(&unicast(1500, 0, 1, 4), &TxOpts::default());
     fab.settle();
     assert_eq!(fab.rigs[1].fe.rx_frames()[0].data, unicast(1500, 0, 1, 4));
     assert_eq!(fab.rigs[0].fe.tx_responses()[0].status, RspStatus::Okay);
+}
+
+#[test]
+fn a_grant_the_sender_never_gave_fails_its_frame_before_any_receiver_buffer() {
+    let mut fab = Fabric::new(3);
+    // Grant 4242 does not exist: the one-byte probe of slot 2 in the
+    // header batch finds it, so the frame is never offered to guest 1.
+    send_with_second_slot(&mut fab, 4242);
+    let b = fab.rigs[1].vif.stats();
+    assert_eq!((b.to_guest.errors, b.rx_peer_drops, b.to_guest.packets), (0, 0, 1), "{b:?}");
+    let got = fab.rigs[1].fe.rx_frames();
+    assert_eq!(got.len(), 1, "the receiver's ring holds guest 2's frame alone");
+    assert!(got[0].statuses.iter().all(|&st| st > 0), "{got:?}");
+    assert_eq!(got[0].data, unicast(700, 2, 1, 3));
+    assert_eq!(fab.hv.stats().failed_ops, 1, "the probe failed, and no copy into the receiver was tried");
+    check_sender_alone_failed(&mut fab);
+}
+
+#[test]
+fn a_grant_revoked_after_the_header_batch_is_the_senders_error() {
+    let mut fab = Fabric::new(3);
+    // Slot 2's grant is real when the header batch probes it and revoked
+    // just before the copy into the receiver: the sender racing its own
+    // frame. The receiver's buffers for it come back as errors (counted as
+    // a peer's drop, not its own error); its other traffic is untouched.
+    let fe = &mut fab.rigs[0].fe;
+    let gfn = fe.hv.alloc_page(fe.dom);
+    fe.hv.write_page(fe.dom, gfn, 0, &unicast(1500, 0, 1, 1)[1400..]);
+    let second = fe.hv.grant(fe.dom, gfn, fe.hv.backend, true);
+    let (hv, dom) = (fab.hv.clone(), fab.rigs[0].fe.dom);
+    *fab.hv.copy_hook.borrow_mut() = Some(Box::new(move |ops| {
+        if ops.iter().any(|o| o.flags == 3 && o.source.ref_or_gmfn == u64::from(second)) {
+            hv.revoke(dom, second);
+        }
+    }));
+    send_with_second_slot(&mut fab, second);
+    let b = fab.rigs[1].vif.stats();
+    assert_eq!((b.to_guest.errors, b.rx_peer_drops, b.to_guest.packets), (0, 1, 1), "{b:?}");
+    let got: Vec<_> = fab.rigs[1].fe.rx_frames().into_iter().filter(|g| g.statuses[0] > 0).collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, unicast(700, 2, 1, 3));
+    *fab.hv.copy_hook.borrow_mut() = None;
+    check_sender_alone_failed(&mut fab);
 }
 
 #[test]

@@ -35,6 +35,15 @@ pub const TURN_CHUNK: usize = 1024;
 /// Arena bytes kept for attributing failed grant-to-grant copies.
 const RETRY_ROOM: usize = 4 * PAGE_SIZE;
 
+/// Bytes after a frame's headers in the arena that take the one-byte
+/// probes of its later slots (`TxPath`): each probe proves, in the header
+/// batch, that a slot's grant is one the sender really gave, before any
+/// receiver's buffer is spent on the frame.
+pub const PROBE: usize = 8;
+
+/// Arena bytes per frame: its headers and its probe bytes.
+const HDR_ROOM: usize = HDR_COPY + PROBE;
+
 /// A guest grant and an offset in its page.
 pub type GrantAt = (DomId, GrantRef, u16);
 
@@ -162,17 +171,18 @@ impl<B: PacketBuf> Turn<B> {
 
     /// True when the arena has room for one more frame's headers.
     pub fn header_room(&self) -> bool {
-        self.arena.as_ref().is_some_and(|a| self.used + HDR_COPY + RETRY_ROOM <= a.capacity())
+        self.arena.as_ref().is_some_and(|a| self.used + HDR_ROOM + RETRY_ROOM <= a.capacity())
     }
 
-    /// Reserves `HDR_COPY` arena bytes for a frame's headers until the
-    /// turn ends; their offset, None when the arena is full.
+    /// Reserves arena bytes for a frame's headers until the turn ends:
+    /// `HDR_COPY` bytes at the returned offset, then `PROBE` bytes where the
+    /// probes of the frame's later slots land. None when the arena is full.
     pub fn reserve_header(&mut self) -> Option<usize> {
         if !self.header_room() {
             return None;
         }
-        self.used += HDR_COPY;
-        Some(self.used - HDR_COPY)
+        self.used += HDR_ROOM;
+        Some(self.used - HDR_ROOM)
     }
 
     /// Queues a copy of `len` bytes from a guest's TX grant into the arena

@@ -273,13 +273,17 @@ impl TxPath {
             let mut pos = 0usize;
             let mut ok = true;
             for seg in st.segs() {
-                if pos >= HDR_COPY {
-                    break;
-                }
-                let n = usize::from(seg.len).min(HDR_COPY - pos);
                 let src = (env.frontend, GrantRef(seg.gref), seg.offset);
-                ok &= t.header_from_guest(ticket, src, at + pos, n).is_ok();
-                pos += n;
+                if pos < HDR_COPY {
+                    let n = usize::from(seg.len).min(HDR_COPY - pos);
+                    ok &= t.header_from_guest(ticket, src, at + pos, n).is_ok();
+                } else if seg.len > 0 {
+                    // A slot past the headers: one byte of it, so that a
+                    // grant the sender never gave fails its own frame here
+                    // rather than a receiver's buffers in the copy after.
+                    ok &= t.header_from_guest(ticket, src, at + HDR_COPY, 1).is_ok();
+                }
+                pos += usize::from(seg.len);
             }
             if !ok {
                 st.failed = Some(XenError::Invalid);
