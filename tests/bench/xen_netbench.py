@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Guest-to-guest TCP throughput and ping RTT on a real Xen 4.17 nested in
-QEMU (tests/xen harness): through xvif (PVH driver domain) and through a Linux
-PV driver domain (Debian's 6.1 kernel, xen-netback + bridge br0, image
-/guests/netdd.cpio.gz, config xen-config/linux-dd.cfg), in the same boot.
+QEMU (tests/xen harness): through xvif as a PVH driver domain, through xvif
+as the HVM container (xvif-hvm.cfg with no NIC: the same switch and netback,
+behind an HVM domain's exits), and through a Linux PV driver domain
+(Debian's 6.1 kernel, xen-netback + bridge br0, image /guests/netdd.cpio.gz,
+config xen-config/linux-dd.cfg), in the same boot. XVIF_NETBENCH_PATHS
+picks the paths (default "xvif xvif-hvm linuxdd").
 
     XVIF_ELF=target/x86_64-unknown-none/release/xvif \
         python3 tests/bench/xen_netbench.py [MB] [reps] [pings]
@@ -32,7 +35,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "xen"))
 os.environ.setdefault("XVIF_ELF", os.path.join(REPO, "target", "x86_64-unknown-none", "release", "xvif"))
 
 from conftest import guest_files  # noqa: E402
-from guests import Guest, domid, last_line, start_xvif, wait_until, xl_create  # noqa: E402
+from guests import Guest, domid, last_line, start_xvif, start_xvif_hvm, wait_until, xl_create  # noqa: E402
 from xenvm import XenVM  # noqa: E402
 
 MB = int(sys.argv[1]) if len(sys.argv) > 1 else 50
@@ -108,10 +111,18 @@ def create_guest(g, tries=3):
     raise AssertionError("%s crashed at boot %d times" % (g.name, tries))
 
 
+# Each path's driver domain: the domain's name (the guests' backend=).
+DOMAIN = {"xvif": "xvif", "xvif-hvm": "xvif", "linuxdd": "linuxdd"}
+NAMES = {"xvif": "xvif (PVH, 64 MiB)", "xvif-hvm": "xvif (HVM container, 64 MiB)",
+         "linuxdd": "Linux netback+bridge (PV, 256 MiB)"}
+
+
 def start_dd(vm, path):
     t0 = time.time()
     if path == "xvif":
         start_xvif(vm, DD_IP)
+    elif path == "xvif-hvm":
+        start_xvif_hvm(vm, "ip=%s/24" % DD_IP, ("vif=[]",))
     else:
         con = "/var/log/xen/console/guest-linuxdd.log"
         vm.sh("rm -f %s" % con, quiet=True)
@@ -192,9 +203,11 @@ def exits_per_frame(e0, e1):
 def bench_path(vm, path):
     res = {"path": path, "ok": False}
     t_path = time.time()
+    dom = DOMAIN[path]
+    is_xvif = dom == "xvif"
     start_dd(vm, path)
-    a = Guest(vm, "guesta", A_IP, "00:16:3e:00:00:0a", backend=path)
-    b = Guest(vm, "guestb", B_IP, "00:16:3e:00:00:0b", backend=path)
+    a = Guest(vm, "guesta", A_IP, "00:16:3e:00:00:0a", backend=dom)
+    b = Guest(vm, "guestb", B_IP, "00:16:3e:00:00:0b", backend=dom)
     try:
         t0 = time.time()
         res["guest_boot_crashes"] = create_guest(a) + create_guest(b)
@@ -203,13 +216,13 @@ def bench_path(vm, path):
         wait_until("%s: guesta reaches guestb" % path,
                    lambda: run(a, "ping -c 1 -W 2 %s" % B_IP)[0] == 0, timeout=120, interval=1)
         vm.timing("%s: first ping guesta->guestb answered" % path, time.time() - t0)
-        res["backend_states"] = backend_states(vm, path, (a, b))
+        res["backend_states"] = backend_states(vm, dom, (a, b))
         rc, out = run(a, "dd if=/dev/urandom of=/tmp/tx bs=1M count=%d 2>/dev/null && md5sum /tmp/tx" % MB,
                         timeout=600)
         assert rc == 0, out
         want = out.split()[0]
         res["failed_attempts"] = []
-        if path == "xvif":
+        if is_xvif:
             # Exits while nothing is sent: the idle loop's own wake-ups.
             time.sleep(3)
             i0, t_i = xvif_exits(vm), time.time()
@@ -232,12 +245,12 @@ def bench_path(vm, path):
         xfers = [retried(transfer, vm, path, a, b, i) for i in range(REPS)]
         bad = [x[2] for x in xfers if x[2] != want]
         assert not bad, "%s: md5 mismatch at guestb: sent %s, got %s" % (path, want, bad)
-        if path == "xvif":
+        if is_xvif:
             time.sleep(3)
             e1 = xvif_exits(vm)
             res["exits_per_frame_transfer"] = exits_per_frame(e0, e1)
         pings = [retried(ping, vm, path, a, i) for i in range(REPS)]
-        if path == "xvif":
+        if is_xvif:
             time.sleep(3)
             res["exits_per_frame_ping"] = exits_per_frame(e1, xvif_exits(vm))
         res.update(ok=True, secs=[round(x[0], 2) for x in xfers], mbit=[round(x[1], 1) for x in xfers],
@@ -260,7 +273,7 @@ def bench_path(vm, path):
                 g.destroy()
             except Exception as e:
                 log("destroy %s: %s" % (g.name, e))
-        vm.sh("xl destroy %s" % path, timeout=120)
+        vm.sh("xl destroy %s" % dom, timeout=120)
         vm.timing("%s: guests + driver domain destroyed" % path, time.time() - t0)
         vm.timing("%s: whole path" % path, time.time() - t_path)
     return res
@@ -274,7 +287,7 @@ def main():
     results = []
     try:
         vm.boot()
-        for path in os.environ.get("XVIF_NETBENCH_PATHS", "xvif linuxdd").split():
+        for path in os.environ.get("XVIF_NETBENCH_PATHS", "xvif xvif-hvm linuxdd").split():
             results.append(bench_path(vm, path))
     finally:
         vm.close()
@@ -284,30 +297,33 @@ def main():
              "Linux PV guests, 1 vCPU each)",
              "%d MB busybox nc transfer x%d, ping -c %d -i 0.2 x%d; medians" % (MB, REPS, PINGS, REPS),
              "%-34s %10s %14s  %s" % ("driver domain", "Mbit/s", "RTT avg (ms)", "runs (Mbit/s | RTT avg ms)")]
-    names = {"xvif": "xvif (PVH, 64 MiB)", "linuxdd": "Linux netback+bridge (PV, 256 MiB)"}
     for r in results:
         if r["ok"]:
             lines.append("%-34s %10.1f %14.3f  %s | %s" % (
-                names[r["path"]], r["mbit_median"], r["rtt_median"],
+                NAMES[r["path"]], r["mbit_median"], r["rtt_median"],
                 " ".join("%.1f" % x for x in r["mbit"]), " ".join("%.3f" % x for x in r["rtt_avg"])))
         else:
-            lines.append("%-34s FAILED: %s" % (names[r["path"]], r.get("error", "?").splitlines()[0][:200]))
-    x, l = by.get("xvif", {}), by.get("linuxdd", {})
-    if x.get("ok") and l.get("ok"):
-        lines.append("throughput xvif/Linux = %.2f   RTT Linux/xvif = %.2f   (> 1: xvif better)" % (
-            x["mbit_median"] / l["mbit_median"], l["rtt_median"] / x["rtt_median"]))
+            lines.append("%-34s FAILED: %s" % (NAMES[r["path"]], r.get("error", "?").splitlines()[0][:200]))
+    l = by.get("linuxdd", {})
+    for k in ("xvif", "xvif-hvm"):
+        r = by.get(k, {})
+        if r.get("ok") and l.get("ok"):
+            lines.append("%-8s throughput xvif/Linux = %.2f   RTT Linux/xvif = %.2f   (> 1: xvif better)" % (
+                k, r["mbit_median"] / l["mbit_median"], l["rtt_median"] / r["rtt_median"]))
     for r in results:
         if r.get("failed_attempts") or r.get("guest_user_faults") or r.get("guest_boot_crashes"):
             lines.append("%s: guest user-space faults %s, boot crashes %s, failed+retried attempts %d" % (
                 r["path"], r.get("guest_user_faults"), r.get("guest_boot_crashes"), len(r.get("failed_attempts", []))))
-    for phase in ("transfer", "ping"):
-        e = x.get("exits_per_frame_%s" % phase)
-        if e:
-            lines.append("xvif VM exits per frame taken in, %s phase (%d frames; window includes idle "
-                         "wake-ups): total %.2f = %s" % (phase, e["frames"], e.get("total", 0), " ".join(
-                             "%s %.3f" % (k, v) for k, v in sorted(e.items()) if k not in ("total", "frames"))))
-    if x.get("idle_exits_per_s") is not None:
-        lines.append("xvif idle: %.1f VM exits/s" % x["idle_exits_per_s"])
+    for k in ("xvif", "xvif-hvm"):
+        r = by.get(k, {})
+        for phase in ("transfer", "ping"):
+            e = r.get("exits_per_frame_%s" % phase)
+            if e:
+                lines.append("%s VM exits per frame taken in, %s phase (%d frames; window includes idle "
+                             "wake-ups): total %.2f = %s" % (k, phase, e["frames"], e.get("total", 0), " ".join(
+                                 "%s %.3f" % (n, v) for n, v in sorted(e.items()) if n not in ("total", "frames"))))
+        if r.get("idle_exits_per_s") is not None:
+            lines.append("%s idle: %.1f VM exits/s" % (k, r["idle_exits_per_s"]))
     lines.append("host load average before/after: %s / %s" % (load0, load1))
     lines.append("command: " + cmd)
     lines.append("log dir: %s (serial.log, timings.json, netbench.json)" % vm.log_dir)
