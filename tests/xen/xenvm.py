@@ -642,12 +642,30 @@ class XenVM:
             raise XenVMError("xl console %s ended with rc=%d" % (name, rc))
         return strip_escapes(seen)
 
-    def _upload(self, data, timeout=60):
+    def _upload(self, data, timeout=60, tries=3):
         """Put `data` into dom0's /tmp/.xvc as base64, one short acknowledged
-        line at a time (see MAX_TYPED)."""
+        line at a time (see MAX_TYPED), and check what arrived.
+
+        The console's input path (outer QEMU's serial port, Xen's console,
+        dom0's hvc) has changed a character of a piece under load: a run of
+        2026-12-06 sourced an awk program whose base64 read `KSss` where
+        `KSls` was sent. The pieces' md5 in dom0 is compared with what was
+        sent; a mismatch is logged and the upload sent again."""
         import base64
+        import hashlib
         b64 = base64.b64encode(data).decode()
         pieces = [b64[i:i + PIECE] for i in range(0, len(b64), PIECE)]
+        want = hashlib.md5("".join(p + "\n" for p in pieces).encode()).hexdigest()
+        for attempt in range(1, tries + 1):
+            self._send_pieces(pieces, timeout)
+            rc, out = self.sh("md5sum /tmp/.xvc", record=False, quiet=True)
+            if rc == 0 and want in out:
+                return
+            self.note("upload to dom0 arrived changed (attempt %d of %d: md5 %s, sent %s); sending it again" % (
+                attempt, tries, out.strip()[:40], want))
+        raise XenVMError("upload to dom0 arrived changed %d times" % tries)
+
+    def _send_pieces(self, pieces, timeout):
         for k, piece in enumerate([None] + pieces):
             self.n += 1
             if piece is None:
