@@ -184,7 +184,8 @@ impl XenHost {
         // A NIC left mastering the bus would keep reading rings in memory
         // that is about to be freed, or in its next owner's memory.
         let stopped = platform::pci_cfg::stop_bus_masters();
-        info!("xen: shutdown requested ({req}): DMA stopped on {stopped} PCI function(s)");
+        let what = if req == "reboot" { "rebooting" } else { "powering off" };
+        info!("xen: shutdown requested ({req}): {what}; DMA stopped on {stopped} PCI function(s)");
         match req {
             "reboot" => {
                 xen::shutdown(crate::xen::abi::sched::SHUTDOWN_REBOOT);
