@@ -11,7 +11,7 @@
 //! overlap.
 #![forbid(unsafe_code)]
 
-use super::pci::{Bar, Command, PciDevice};
+use super::pci::{Bar, COMMAND, Command, PciDevice};
 use crate::hal::PciConfig;
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -108,8 +108,8 @@ pub fn place_bars<C: PciConfig>(
     let mem_window = w.mem.clone();
     let io_window = u64::from(w.io.start)..u64::from(w.io.end);
     let mut placed = 0;
-    let command = cfg.read16(dev.bdf, 0x04);
-    cfg.write16(dev.bdf, 0x04, command & !(Command::IO | Command::MEM).bits());
+    let command = cfg.read16(dev.bdf, COMMAND);
+    cfg.write16(dev.bdf, COMMAND, command & !(Command::IO | Command::MEM).bits());
     let mut result = Ok(());
     for i in 0..dev.bars.len() {
         let bar = dev.bars[i];
@@ -153,7 +153,7 @@ pub fn place_bars<C: PciConfig>(
         }
         placed += 1;
     }
-    cfg.write16(dev.bdf, 0x04, command);
+    cfg.write16(dev.bdf, COMMAND, command);
     result.map(|()| placed)
 }
 

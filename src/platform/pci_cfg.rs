@@ -4,6 +4,7 @@
 use super::mmio::Window;
 use super::{cpu, paging};
 use crate::acpi::EcamWindow;
+use crate::drivers::pci::{COMMAND, Command};
 use crate::hal::{Bdf, PciConfig};
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -119,10 +120,6 @@ impl PciConfig for Config {
 /// plus one (0: free slot), so that power-off can stop their DMA.
 static BUS_MASTERS: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
 
-/// The command register's bus-master enable (PCI 3.0 §6.2.2).
-const COMMAND: u16 = 0x04;
-const COMMAND_MASTER: u16 = 1 << 2;
-
 /// Remembers that `bdf` may do DMA. Returns false when every slot is taken
 /// (then power-off cannot stop that function).
 pub fn note_bus_master(bdf: Bdf) -> bool {
@@ -142,9 +139,9 @@ pub fn stop_bus_masters() -> usize {
         let key = s.load(Ordering::Relaxed);
         let Some(k) = key.checked_sub(1) else { continue };
         let bdf = Bdf { bus: (k >> 8) as u8, dev: ((k >> 3) & 31) as u8, func: (k & 7) as u8 };
-        let c = PortIo.read16(bdf, COMMAND);
-        if c != u16::MAX && c & COMMAND_MASTER != 0 {
-            PortIo.write16(bdf, COMMAND, c & !COMMAND_MASTER);
+        let c = Command::from_bits_retain(PortIo.read16(bdf, COMMAND));
+        if c.bits() != u16::MAX && c.contains(Command::MASTER) {
+            PortIo.write16(bdf, COMMAND, (c - Command::MASTER).bits());
             n += 1;
         }
     }
