@@ -222,6 +222,19 @@ pub fn probe(acpi: Option<&AcpiInfo>, cfg: &Config, hvm: bool) -> Option<NicDev>
                 }
             }
         };
+        let stop = match &nic {
+            Nic::E1000(d) => {
+                let (regs, w) = d.stop_writes();
+                regs.stop_writes32(&w)
+            }
+            Nic::Virtio(d) => {
+                let (regs, w) = d.stop_writes();
+                regs.stop_writes8(&w)
+            }
+        };
+        if !pci_cfg::note_stop_writes(dev.bdf, stop) {
+            warn!("nic: {}: the writes that stop it are not kept for power-off", dev.bdf);
+        }
         info!(
             "nic: {} at {} mac {} link {}, interrupts: {how}{}",
             nic.name(),

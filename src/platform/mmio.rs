@@ -93,6 +93,56 @@ impl Mmio {
     }
 }
 
+impl Mmio {
+    /// The 32-bit writes (offset, value), in order, kept to be made at
+    /// power-off; at most `StopWrites::MAX`, the rest dropped.
+    pub fn stop_writes32(&self, writes: &[(usize, u32)]) -> StopWrites {
+        StopWrites::new(self.win, writes, true)
+    }
+
+    /// The 8-bit writes, as `stop_writes32`.
+    pub fn stop_writes8(&self, writes: &[(usize, u8)]) -> StopWrites {
+        let mut w = [(0, 0); StopWrites::MAX];
+        for (d, &(off, v)) in w.iter_mut().zip(writes) {
+            *d = (off, u32::from(v));
+        }
+        StopWrites::new(self.win, &w[..writes.len().min(StopWrites::MAX)], false)
+    }
+}
+
+/// The register writes that stop a device's DMA engines, recorded while
+/// its driver runs and made when the kernel powers off.
+#[derive(Debug, Clone, Copy)]
+pub struct StopWrites {
+    win: Window,
+    writes: [(usize, u32); StopWrites::MAX],
+    n: usize,
+    wide: bool,
+}
+
+impl StopWrites {
+    /// Most writes kept.
+    pub const MAX: usize = 4;
+
+    fn new(win: Window, writes: &[(usize, u32)], wide: bool) -> Self {
+        let mut w = [(0, 0); Self::MAX];
+        let n = writes.len().min(Self::MAX);
+        w[..n].copy_from_slice(&writes[..n]);
+        Self { win, writes: w, n, wide }
+    }
+
+    /// Makes the writes, in order.
+    pub fn apply(&self) {
+        for &(off, v) in &self.writes[..self.n] {
+            if self.wide {
+                self.win.write(off, v);
+            } else {
+                self.win.write(off, v as u8);
+            }
+        }
+    }
+}
+
 impl Regs for Mmio {
     fn len(&self) -> usize {
         self.win.len()

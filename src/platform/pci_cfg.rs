@@ -1,7 +1,7 @@
 //! PCI configuration space: legacy port I/O (0xcf8/0xcfc) or ECAM windows
 //! from the ACPI MCFG table.
 
-use super::mmio::Window;
+use super::mmio::{StopWrites, Window};
 use super::{cpu, paging};
 use crate::acpi::EcamWindow;
 use crate::drivers::pci::{COMMAND, Command};
@@ -120,24 +120,49 @@ impl PciConfig for Config {
 /// plus one (0: free slot), so that power-off can stop their DMA.
 static BUS_MASTERS: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
 
+/// For each slot of `BUS_MASTERS`, the register writes that stop that
+/// function's DMA engines, once its driver has given them.
+static STOP_WRITES: spin::Mutex<[Option<StopWrites>; 4]> = spin::Mutex::new([None; 4]);
+
+fn key(bdf: Bdf) -> u32 {
+    (u32::from(bdf.bus) << 8 | u32::from(bdf.dev & 31) << 3 | u32::from(bdf.func & 7)) + 1
+}
+
 /// Remembers that `bdf` may do DMA. Returns false when every slot is taken
 /// (then power-off cannot stop that function).
 pub fn note_bus_master(bdf: Bdf) -> bool {
-    let key = (u32::from(bdf.bus) << 8 | u32::from(bdf.dev & 31) << 3 | u32::from(bdf.func & 7)) + 1;
+    let key = key(bdf);
     BUS_MASTERS.iter().any(|s| s.load(Ordering::Relaxed) == key)
         || BUS_MASTERS.iter().any(|s| s.compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed).is_ok())
 }
 
-/// Clears bus-master enable on every function `note_bus_master` recorded,
-/// through port I/O (the command register is in the first 256 bytes), so no
-/// DMA of theirs reaches memory after this returns: not this domain's
-/// memory once it is gone, nor a next owner's before its driver resets the
-/// device. Returns how many functions it stopped. Safe to call again.
+/// Remembers the writes that stop `bdf` (noted by `note_bus_master`),
+/// made at power-off before its bus mastering is cleared. Returns false
+/// when `bdf` was not noted.
+pub fn note_stop_writes(bdf: Bdf, w: StopWrites) -> bool {
+    let key = key(bdf);
+    let Some(i) = BUS_MASTERS.iter().position(|s| s.load(Ordering::Relaxed) == key) else { return false };
+    STOP_WRITES.lock()[i] = Some(w);
+    true
+}
+
+/// Stops every function `note_bus_master` recorded: first the writes its
+/// driver gave (`note_stop_writes`), so that its DMA engines are off and
+/// stay off when a next owner turns bus mastering on again before its own
+/// driver resets the device; then bus-master enable is cleared through port
+/// I/O (the command register is in the first 256 bytes), so no DMA of
+/// theirs reaches memory after this returns. Returns how many functions it
+/// stopped. Safe to call again, and from any context: a lock taken at the
+/// moment of a crash only skips those writes.
 pub fn stop_bus_masters() -> usize {
+    let writes = STOP_WRITES.try_lock().map(|w| *w).unwrap_or([None; 4]);
     let mut n = 0;
-    for s in &BUS_MASTERS {
+    for (s, w) in BUS_MASTERS.iter().zip(writes) {
         let key = s.load(Ordering::Relaxed);
         let Some(k) = key.checked_sub(1) else { continue };
+        if let Some(w) = w {
+            w.apply();
+        }
         let bdf = Bdf { bus: (k >> 8) as u8, dev: ((k >> 3) & 31) as u8, func: (k & 7) as u8 };
         let c = Command::from_bits_retain(PortIo.read16(bdf, COMMAND));
         if c.bits() != u16::MAX && c.contains(Command::MASTER) {

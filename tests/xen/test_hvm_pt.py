@@ -20,6 +20,7 @@ outer machine is then a q35 with that IOMMU and Xen gets iommu=verbose
 (xenvm.py). `make xen-hvm-pt` does that. Elsewhere every test here skips.
 Needs $XVIF_ELF."""
 import re
+import subprocess
 
 import outernet
 from guests import Guest, shut_down, wait_until, xl_create
@@ -66,23 +67,34 @@ def test_linux_driver_domain_gets_the_same_nic_by_pv_passthrough(hvm):
     xen, guests = hvm
     for g in guests.values():
         g.destroy()
-    # A clean `xl shutdown`: xvif stops the NIC's bus mastering before it
-    # goes, so the NIC reads no ring of a dead domain (with `xl destroy` the
-    # bench logged a VT-d read fault at the handover).
-    rc, out = shut_down(xen, "xvif")
-    assert rc == 0, out
-    rc, out = xen.sh("xl pci-assignable-list", quiet=True)
-    assert PT_BDF in out, "the NIC is not back with pciback: " + out
-    assert "DMA stopped on 1 PCI function(s)" in xvif_log(xen), xvif_log(xen)[-2000:]
-    dd_log = "/var/log/xen/console/guest-linuxdd.log"
-    g = Guest(xen, "ddguest", outernet.SUBNET + ".13", "00:16:3e:77:00:0d", backend="linuxdd", queues=1)
+    # A clean `xl shutdown`: xvif resets the NIC and stops its bus mastering
+    # before it goes, so the NIC reads no ring of a dead domain (with `xl
+    # destroy` the bench logged a VT-d read fault at the handover). Bus
+    # mastering off alone is not enough: whoever turns it on next (pciback
+    # restoring its saved state, Linux's e1000 probe before its reset) would
+    # let a NIC still enabled take the next frame into xvif's old ring. The
+    # peer sends a broadcast every 10 ms throughout, so that such a frame
+    # comes.
+    flood = xen.outer.popen(["ping", "-4", "-b", "-q", "-i", "0.01", outernet.SUBNET + ".255"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        rc, out = shut_down(xen, "xvif")
+        assert rc == 0, out
+        rc, out = xen.sh("xl pci-assignable-list", quiet=True)
+        assert PT_BDF in out, "the NIC is not back with pciback: " + out
+        assert "DMA stopped on 1 PCI function(s)" in xvif_log(xen), xvif_log(xen)[-2000:]
+        dd_log = "/var/log/xen/console/guest-linuxdd.log"
         xen.sh("rm -f %s; : > /var/log/xen/xl-linuxdd.log" % dd_log, quiet=True)
         xl_create(xen, "/guests/linux-dd.cfg 'pci=[\"%s\"]' 'extra=\"console=hvc0 rdinit=/init ip=%s.3/24 "
                        "iommu=soft\"'" % (PT_BDF, outernet.SUBNET), "linuxdd")
         wait_until("linuxdd's NIC on its bridge and its devd",
                    lambda: xen.sh("grep -c -e 'netdd: eth0 on br0' -e XVIF-NETDD-DEVD-UP %s" % dd_log,
                                   quiet=True)[1].strip().endswith("2"), timeout=300, interval=2)
+    finally:
+        flood.kill()
+        flood.wait()
+    g = Guest(xen, "ddguest", outernet.SUBNET + ".13", "00:16:3e:77:00:0d", backend="linuxdd", queues=1)
+    try:
         rc, out = xen.sh("xl pci-list linuxdd", quiet=True)
         assert PT_BDF in out, out
         g.create()

@@ -225,6 +225,19 @@ fn valid_mac(mac: &[u8; 6]) -> bool {
 }
 
 impl<H: Hal> E1000<H> {
+    /// The 32-bit register writes, in order, that stop the device's DMA:
+    /// interrupts masked, receive and transmit disabled, then a reset.
+    /// QEMU's 82540EM ignores CTRL.RST, so the reset alone is not enough.
+    pub fn stop_writes(&self) -> (&H::Regs, [(usize, u32); 4]) {
+        let w = [
+            (reg::IMC, Int::all().bits()),
+            (reg::RCTL, Rctl::empty().bits()),
+            (reg::TCTL, Tctl::empty().bits()),
+            (reg::CTRL, Ctrl::RST.bits()),
+        ];
+        (&self.regs, w)
+    }
+
     /// Resets and initialises the device behind `regs` (BAR 0, memory).
     pub fn new(hal: H, regs: H::Regs) -> Result<Self, E1000Error> {
         if regs.len() < 0x6000 {

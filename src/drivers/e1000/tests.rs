@@ -22,6 +22,8 @@ struct Dev {
     reads: u32,
     /// RDT writes.
     rdt_writes: u32,
+    /// CTRL.RST is stored and resets nothing (as QEMU's model does).
+    rst_ignored: bool,
 }
 
 #[derive(Clone)]
@@ -130,7 +132,7 @@ impl Regs for SimE1000 {
     }
     fn write32(&self, off: usize, v: u32) {
         match off {
-            reg::CTRL if Ctrl::from_bits_retain(v).contains(Ctrl::RST) => {
+            reg::CTRL if Ctrl::from_bits_retain(v).contains(Ctrl::RST) && !self.dev.borrow().rst_ignored => {
                 self.hw_reset();
                 self.set(reg::CTRL, v & !Ctrl::RST.bits());
             }
@@ -140,6 +142,7 @@ impl Regs for SimE1000 {
                 let w = if a < 3 { u16::from_le_bytes([m[2 * a], m[2 * a + 1]]) } else { 0 };
                 self.set(reg::EERD, (u32::from(w) << 16) | (1 << 4));
             }
+            reg::IMC => self.set(reg::IMS, self.get(reg::IMS) & !v),
             reg::RDT => {
                 self.dev.borrow_mut().rdt_writes += 1;
                 self.set(reg::RDT, v);
@@ -372,4 +375,20 @@ fn received_descriptors_go_back_in_batches() {
     for i in 0..255 {
         assert!(sim.inject(&frame(i, 60)), "descriptor {i} not handed back");
     }
+}
+
+#[test]
+fn the_writes_kept_for_power_off_stop_receive_and_transmit_without_a_reset() {
+    let (d, sim, _) = setup(true);
+    assert!(Rctl::from_bits_retain(sim.get(reg::RCTL)).contains(Rctl::EN));
+    assert!(Tctl::from_bits_retain(sim.get(reg::TCTL)).contains(Tctl::EN));
+    // QEMU's 82540EM takes CTRL.RST as a plain store and resets nothing.
+    sim.dev.borrow_mut().rst_ignored = true;
+    let (regs, writes) = d.stop_writes();
+    for (off, v) in writes {
+        regs.write32(off, v);
+    }
+    assert!(!Rctl::from_bits_retain(sim.get(reg::RCTL)).contains(Rctl::EN));
+    assert!(!Tctl::from_bits_retain(sim.get(reg::TCTL)).contains(Tctl::EN));
+    assert_eq!(sim.get(reg::IMS), 0, "interrupts masked");
 }

@@ -138,6 +138,12 @@ fn complete_csum(frame: &mut [u8], start: usize, offset: usize) -> bool {
 }
 
 impl<H: Hal> VirtioNet<H> {
+    /// The 8-bit register write that stops the device's DMA: 0 into
+    /// `device_status` of the common configuration, a device reset.
+    pub fn stop_writes(&self) -> (&H::Regs, [(usize, u8); 1]) {
+        (&self.common, [(common!(device_status), 0)])
+    }
+
     /// Maps the device's virtio capabilities and brings it up. With `msix`,
     /// MSI-X table entry 0 must already be programmed.
     pub fn new<C: PciConfig>(hal: H, cfg: &C, dev: &PciDevice, msix: bool) -> Result<Self, VirtioError> {
