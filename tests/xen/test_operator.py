@@ -5,9 +5,11 @@ Xen 4.17 nested in QEMU, with stock Linux netfront guests:
   limit over 20 MB), nothing dropped, an unlimited sender beside it is not
   held (xvif's counter says it never waited for credit), and a new rate
   written into xenstore (2 Mb/s) takes effect on the connected vif. The
-  limit sits well below what guest-to-guest TCP reaches under this
-  emulator (5.8-12.5 Mb/s in the runs of 2026-12-06), so it is the limit,
-  not the machine, that holds the sender;
+  limit must sit well below what guest-to-guest TCP reaches under this
+  emulator (2.5-12.5 Mb/s in the runs of 2026-12-06, the machine's own
+  speed varying by half), so that it is the limit, not the machine, that
+  holds the sender: on a machine too slow for that, both limits are
+  lowered live in proportion to the unlimited speed (and the log says so);
 - ip=: a source address the vif was not given gets nothing through, and the
   port's spoofed_ip counter shows it; the listed address works;
 - bridge=: vifs on "red" talk to each other and never see "blue"'s or the
@@ -148,52 +150,90 @@ def test_ip_filter_drops_an_unlisted_source(op):
     assert got == 5, "the listed address no longer works: %s" % out
 
 
+# Guest-to-guest TCP of an unlimited sender, measured by the first rate
+# test and used by both.
+CAPACITY = {}
+
+
+def rate_path(xen, guest):
+    return "/local/domain/%d/backend/vif/%d/0/rate" % (xvif_domid(xen), guest.domid)
+
+
+def set_rate_live(xen, guest, mbit):
+    """Writes `mbit` Mb/s into the vif's rate key as libxl does: bytes per
+    50 ms interval, interval in microseconds."""
+    xen.sh("xenstore-write %s %d,50000" % (rate_path(xen, guest), max(1, int(mbit * 6250))))
+
+
+def size_for(mbit, secs=40):
+    """Whole MB that take about `secs` at `mbit` Mb/s (at least 2)."""
+    return max(2, int(round(mbit * 1e6 * secs / 8 / MB)))
+
+
 def test_rate_holds_the_limited_sender_only(op):
+    """The limit must sit well below what guest-to-guest TCP reaches on the
+    machine, or the machine and not the limit holds the sender (at half of
+    it, TCP behind the limiter kept to 0.8 of the limit here). An
+    unlimited transfer runs first; when it moves less than three times the
+    configured 4 Mb/s, the test writes a third of it as the rate, live, and
+    says so."""
     xen, g = op
     red1, red2 = g["red1"], g["red2"]
     size = 20 * MB
-    start_receiver(red1, 5201, size)
-    start_sender(red2, red1, 5201, 20)      # red2 is limited to LIMIT_MBIT
-    limited, secs = received_mbit(red1, size)
-    xen.timing("rate=%dMb/s guest sent 20 MB at %.2f Mb/s" % (LIMIT_MBIT, limited), secs)
-    nb = vif_line(xen, red2)
-    xen.note("credit waits %s, polls late by %s ms in all, %s bytes of credit lost to the burst cap"
-             % (nb.get("rate_waits"), nb.get("rate_late_ms"), nb.get("rate_lost_bytes")))
-    rc, out = red1.run("md5sum /tmp/rx")
-    rc2, out2 = red2.run("md5sum /tmp/tx20")
-    assert out.split()[0] == out2.split()[0], "the limited transfer is not intact"
     # red1, on the same xvif and segment, has no rate: it is not held.
     start_receiver(red2, 5202, size)
     start_sender(red1, red2, 5202, 20)
     free, fsecs = received_mbit(red2, size)
-    xen.timing("unlimited guest beside it sent 20 MB at %.2f Mb/s" % free, fsecs)
+    xen.timing("unlimited guest sent 20 MB at %.2f Mb/s" % free, fsecs)
     rc, out = red2.run("md5sum /tmp/rx")
     rc2, out2 = red1.run("md5sum /tmp/tx20")
     assert out.split()[0] == out2.split()[0], "the unlimited transfer is not intact"
-    assert 0.85 * LIMIT_MBIT <= limited <= 1.1 * LIMIT_MBIT, "limited sender: %.2f Mb/s over %.1f s" % (limited, secs)
-    assert int(nb.get("rate_waits", 0)) > 0, "the limited sender never waited for credit: %s" % nb
-    # The unlimited sender's speed is the nested emulator's (11-18 Mb/s seen
-    # here), too close to the limit to tell apart by time: xvif's own counter
-    # says whether its frames ever waited for credit.
     free_nb = vif_line(xen, red1)
     assert free_nb.get("rate_waits") == "0", "the unlimited sender was held: %s" % free_nb
+    CAPACITY["free"] = free
+    limit = LIMIT_MBIT
+    if free < 3 * LIMIT_MBIT:
+        limit = round(free / 3, 2)
+        xen.note("RATE the machine moves %.2f Mb/s unlimited, under 3 x %d Mb/s: rate set live to %.2f Mb/s"
+                 % (free, LIMIT_MBIT, limit))
+        set_rate_live(xen, red2, limit)
+    try:
+        mb = 20 if limit == LIMIT_MBIT else size_for(limit)
+        start_receiver(red1, 5201, mb * MB)
+        start_sender(red2, red1, 5201, mb)
+        limited, secs = received_mbit(red1, mb * MB)
+        xen.timing("rate=%.2fMb/s guest sent %d MB at %.2f Mb/s" % (limit, mb, limited), secs)
+        nb = vif_line(xen, red2)
+        xen.note("credit waits %s, polls late by %s ms in all, %s bytes of credit lost to the burst cap"
+                 % (nb.get("rate_waits"), nb.get("rate_late_ms"), nb.get("rate_lost_bytes")))
+        rc, out = red1.run("md5sum /tmp/rx")
+        rc2, out2 = red2.run("md5sum /tmp/tx%d" % mb)
+        assert out.split()[0] == out2.split()[0], "the limited transfer is not intact"
+        assert 0.85 * limit <= limited <= 1.1 * limit, "limited sender: %.2f Mb/s over %.1f s (limit %.2f)" % (
+            limited, secs, limit)
+        assert int(nb.get("rate_waits", 0)) > 0, "the limited sender never waited for credit: %s" % nb
+    finally:
+        if limit != LIMIT_MBIT:
+            set_rate_live(xen, red2, LIMIT_MBIT)
 
 
 def test_rate_change_applies_to_the_connected_vif(op):
+    """A new rate written into xenstore takes effect on the connected vif:
+    2 Mb/s, or a sixth of the unlimited TCP on a slower machine."""
     xen, g = op
     red1, red2 = g["red1"], g["red2"]
-    path = "/local/domain/%d/backend/vif/%d/0/rate" % (xvif_domid(xen), red2.domid)
-    # 2 Mb/s as libxl writes it: bytes per interval, interval in microseconds.
-    xen.sh("xenstore-write %s 12500,50000" % path)
+    target = min(LIMIT_MBIT / 2, round(CAPACITY.get("free", 3 * LIMIT_MBIT) / 6, 2))
+    set_rate_live(xen, red2, target)
     try:
-        size = 10 * MB
-        start_receiver(red1, 5203, size)
-        start_sender(red2, red1, 5203, 10)
-        mbit, secs = received_mbit(red1, size)
-        xen.timing("rate changed to 2 Mb/s live: 10 MB at %.2f Mb/s" % mbit, secs)
-        assert 1.7 <= mbit <= 2.2, "after the change: %.2f Mb/s over %.1f s" % (mbit, secs)
+        mb = size_for(target)
+        start_receiver(red1, 5203, mb * MB)
+        start_sender(red2, red1, 5203, mb)
+        mbit, secs = received_mbit(red1, mb * MB)
+        xen.timing("rate changed to %.2f Mb/s live: %d MB at %.2f Mb/s" % (target, mb, mbit), secs)
+        assert 0.85 * target <= mbit <= 1.1 * target, "after the change to %.2f: %.2f Mb/s over %.1f s" % (
+            target, mbit, secs)
     finally:
-        xen.sh("xenstore-write %s %d,50000" % (path, LIMIT_MBIT * 6250))
+        set_rate_live(xen, red2, LIMIT_MBIT)
 
 
 def tx_packets(guest):

@@ -13,7 +13,7 @@ r"""Boot a real Xen 4.17 + Linux PV dom0 inside QEMU TCG and drive dom0's shell.
   small cpio.gz that is appended to the cached dom0.cpio.gz (the kernel unpacks
   concatenated archives), so the image cache stays valid. A file named
   autorun.sh is run by dom0's /init after XVIF-DOM0-READY.
-* QEMU runs under `timeout` (hard limit $XVIF_XEN_HARD_TIMEOUT, default 3600 s)
+* QEMU runs under `timeout` (hard limit $XVIF_XEN_HARD_TIMEOUT, default 5400 s)
   and is killed by PID on close(), at interpreter exit and on SIGTERM/SIGHUP.
 * dom0's console is the serial line (Xen's com1, dom0 on hvc0 multiplexed into
   it). Commands run with unique begin/end markers; sh() returns (rc, output).
@@ -269,7 +269,7 @@ class XenVM:
             if not os.path.isfile(os.path.join(self.image, f)):
                 raise XenVMError("image %s lacks %s (run tests/xen/build-image.sh)" % (self.image, f))
         self.guest_files = list(guest_files)
-        self.hard_timeout = int(hard_timeout or os.environ.get("XVIF_XEN_HARD_TIMEOUT", 3600))
+        self.hard_timeout = int(hard_timeout or os.environ.get("XVIF_XEN_HARD_TIMEOUT", 5400))
         self.iommu = iommu or os.environ.get("XVIF_XEN_IOMMU") or None
         if self.iommu not in (None, "intel", "amd"):
             raise XenVMError("iommu=%r: expected intel or amd" % self.iommu)
