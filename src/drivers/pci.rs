@@ -11,7 +11,6 @@ use crate::hal::{Bdf, Hal, HalError, PciConfig, Regs};
 use alloc::vec::Vec;
 
 /// Offset of the command register.
-/// The command register's offset.
 pub const COMMAND: u16 = 0x04;
 /// Offset of the status register.
 const STATUS: u16 = 0x06;

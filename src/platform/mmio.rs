@@ -91,22 +91,16 @@ impl Mmio {
         // Rust makes references to.
         Ok(Self { win: unsafe { Window::new(base, len_usize) } })
     }
-}
 
-impl Mmio {
     /// The 32-bit writes (offset, value), in order, kept to be made at
     /// power-off; at most `StopWrites::MAX`, the rest dropped.
     pub fn stop_writes32(&self, writes: &[(usize, u32)]) -> StopWrites {
-        StopWrites::new(self.win, writes, true)
+        StopWrites::new(self.win, writes.iter().copied(), true)
     }
 
     /// The 8-bit writes, as `stop_writes32`.
     pub fn stop_writes8(&self, writes: &[(usize, u8)]) -> StopWrites {
-        let mut w = [(0, 0); StopWrites::MAX];
-        for (d, &(off, v)) in w.iter_mut().zip(writes) {
-            *d = (off, u32::from(v));
-        }
-        StopWrites::new(self.win, &w[..writes.len().min(StopWrites::MAX)], false)
+        StopWrites::new(self.win, writes.iter().map(|&(off, v)| (off, u32::from(v))), false)
     }
 }
 
@@ -124,10 +118,13 @@ impl StopWrites {
     /// Most writes kept.
     pub const MAX: usize = 4;
 
-    fn new(win: Window, writes: &[(usize, u32)], wide: bool) -> Self {
+    fn new(win: Window, writes: impl Iterator<Item = (usize, u32)>, wide: bool) -> Self {
         let mut w = [(0, 0); Self::MAX];
-        let n = writes.len().min(Self::MAX);
-        w[..n].copy_from_slice(&writes[..n]);
+        let mut n = 0;
+        for (d, s) in w.iter_mut().zip(writes) {
+            *d = s;
+            n += 1;
+        }
         Self { win, writes: w, n, wide }
     }
 
