@@ -102,6 +102,37 @@ fn network_detach_closes_and_removes_our_directory() {
     assert_eq!(w.host.connected.len(), 2);
 }
 
+/// libxl reads our `state` when its watch event reaches it, which on a
+/// loaded dom0 comes late; a node already removed then fails `xl
+/// network-detach`. From that read on it waits at most 10 s
+/// (LIBXL_DESTROY_TIMEOUT) for the directory to go.
+#[test]
+fn a_toolstack_reading_our_state_late_still_finds_it_closed() {
+    const TOOLSTACK_LATE_NS: u64 = 1_500_000_000;
+    const LIBXL_DESTROY_TIMEOUT_NS: u64 = 10_000_000_000;
+    const TICK_NS: u64 = 50_000_000;
+    let mut w = World::new();
+    w.toolstack_add(5, 0, "00:16:3e:00:00:05");
+    w.frontend_connect(5, 0, true);
+    let be = format!("{BE_ROOT}/5/0");
+    w.xs.set(&format!("{be}/online"), b"0", 0);
+    w.xs.set(&format!("{be}/state"), b"5", 0);
+    w.settle();
+    let mut waited = 0;
+    while waited < TOOLSTACK_LATE_NS {
+        w.xs.advance(TICK_NS);
+        waited += TICK_NS;
+        w.settle();
+    }
+    assert_eq!(w.be_state(5, 0).as_deref(), Some("6"), "state gone before a toolstack {waited} ns late read it");
+    while w.get(&be).is_some() && waited < TOOLSTACK_LATE_NS + LIBXL_DESTROY_TIMEOUT_NS {
+        w.xs.advance(TICK_NS);
+        waited += TICK_NS;
+        w.settle();
+    }
+    assert_eq!(w.get(&be), None, "directory still there when the toolstack gave up waiting");
+}
+
 #[test]
 fn destroyed_frontend_vanishes_without_closing() {
     let mut w = World::new();

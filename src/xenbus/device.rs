@@ -22,7 +22,15 @@ use alloc::string::{String, ToString};
 use log::{info, warn};
 
 /// How long our Closed state stays visible before we delete the directory.
-pub const REMOVE_GRACE_NS: u64 = 300_000_000;
+///
+/// libxl waits for state 6 by a watch, and reads `state` when the event
+/// reaches it: a read that finds the node gone fails the detach ("unable
+/// to remove device"). Only then does it wait, at most
+/// `LIBXL_DESTROY_TIMEOUT` (10 s), for the directory to go. So the
+/// directory must outlive the toolstack's slowest read of our state and go
+/// well within 10 s of it: 2 s covers a loaded dom0 (its `xl` was seen
+/// reading more than 300 ms late) and leaves 8 s of the toolstack's wait.
+pub const REMOVE_GRACE_NS: u64 = 2_000_000_000;
 /// Requests one step of a device may send, at most: the largest is reading
 /// every key of eight queues, and a step may end with a few writes (its
 /// `state`, the frontend watch).
