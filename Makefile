@@ -4,7 +4,7 @@
 ELF      := target/x86_64-unknown-none/release/xvif
 TARGET   := x86_64-unknown-none
 CARGO    ?= cargo
-PYTEST   := python3 -m pytest -v -p no:cacheprovider
+PYTEST   := python3 -m pytest -v -p no:cacheprovider --durations=15
 QEMU     ?= qemu-system-x86_64
 # Interactive runs still end on their own after this many seconds.
 RUN_TIMEOUT ?= 3600
