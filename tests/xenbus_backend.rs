@@ -84,10 +84,7 @@ fn network_detach_closes_and_removes_our_directory() {
     w.toolstack_add(5, 0, "00:16:3e:00:00:05");
     w.frontend_connect(5, 0, true);
     // libxl: online=0, then state=5 in the backend dir; waits for 6 and removal.
-    let be = format!("{BE_ROOT}/5/0");
-    w.xs.set(&format!("{be}/online"), b"0", 0);
-    w.xs.set(&format!("{be}/state"), b"5", 0);
-    w.settle();
+    let be = w.toolstack_detach(5, 0);
     assert_eq!(w.host.disconnected, vec![id(5, 0)]);
     // State 6 stays visible for the toolstack first, then the directory goes.
     assert_eq!(w.be_state(5, 0).as_deref(), Some("6"));
@@ -114,22 +111,11 @@ fn a_toolstack_reading_our_state_late_still_finds_it_closed() {
     let mut w = World::new();
     w.toolstack_add(5, 0, "00:16:3e:00:00:05");
     w.frontend_connect(5, 0, true);
-    let be = format!("{BE_ROOT}/5/0");
-    w.xs.set(&format!("{be}/online"), b"0", 0);
-    w.xs.set(&format!("{be}/state"), b"5", 0);
-    w.settle();
+    let be = w.toolstack_detach(5, 0);
     let mut waited = 0;
-    while waited < TOOLSTACK_LATE_NS {
-        w.xs.advance(TICK_NS);
-        waited += TICK_NS;
-        w.settle();
-    }
+    w.tick(&mut waited, TOOLSTACK_LATE_NS, TICK_NS, |_| false);
     assert_eq!(w.be_state(5, 0).as_deref(), Some("6"), "state gone before a toolstack {waited} ns late read it");
-    while w.get(&be).is_some() && waited < TOOLSTACK_LATE_NS + LIBXL_DESTROY_TIMEOUT_NS {
-        w.xs.advance(TICK_NS);
-        waited += TICK_NS;
-        w.settle();
-    }
+    w.tick(&mut waited, TOOLSTACK_LATE_NS + LIBXL_DESTROY_TIMEOUT_NS, TICK_NS, |w| w.get(&be).is_none());
     assert_eq!(w.get(&be), None, "directory still there when the toolstack gave up waiting");
 }
 

@@ -87,9 +87,7 @@ fn the_loop_never_waits_for_xenstore() {
     w.xs.set("/local/domain/11/device/vif/0/state", b"5", 11);
     w.settle();
     w.xs.set("/local/domain/11/device/vif/0/state", b"6", 11);
-    w.xs.set(&format!("{BE_ROOT}/12/0/online"), b"0", 0);
-    w.xs.set(&format!("{BE_ROOT}/12/0/state"), b"5", 0);
-    w.settle();
+    w.toolstack_detach(12, 0);
     w.after_grace();
     assert_eq!(w.get(&format!("{BE_ROOT}/12/0")), None, "guest 12's vif removed");
     assert_eq!(w.be_state(11, 0).as_deref(), Some("6"));

@@ -63,6 +63,26 @@ impl World {
         self.settle();
     }
 
+    /// `xl network-detach` as libxl starts it: `online=0` and `state=5` in
+    /// the backend directory, which it returns.
+    pub fn toolstack_detach(&mut self, fe: u16, devid: u32) -> String {
+        let be = format!("{BE_ROOT}/{fe}/{devid}");
+        self.xs.set(&format!("{be}/online"), b"0", 0);
+        self.xs.set(&format!("{be}/state"), b"5", 0);
+        self.settle();
+        be
+    }
+
+    /// Lets time pass in `tick_ns` steps, settling after each, until `until_ns`
+    /// has passed since `*clock_ns` or `stop` holds; `*clock_ns` counts on.
+    pub fn tick(&mut self, clock_ns: &mut u64, until_ns: u64, tick_ns: u64, stop: impl Fn(&Self) -> bool) {
+        while *clock_ns < until_ns && !stop(self) {
+            self.xs.advance(tick_ns);
+            *clock_ns += tick_ns;
+            self.settle();
+        }
+    }
+
     /// Requests the backend sent so far.
     pub fn requests(&self) -> usize {
         self.xs.log.borrow().len()
