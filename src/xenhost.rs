@@ -21,6 +21,7 @@ use crate::xenbus::Backend;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt::Write as _;
 use log::{info, warn};
 
 const TOKEN_SHUTDOWN: &str = "shutdown";
@@ -345,7 +346,7 @@ impl XenHost {
     fn exits_text(&self) -> String {
         let e = platform::exits::snapshot();
         let frames: u64 = self.net.switch().ports().map(|(_, _, c)| c.rx_packets).sum();
-        alloc::format!(
+        let mut text = alloc::format!(
             "total={} hypercalls={} eois={} lapic_writes={} lapic_reads={} port_io={} hlts={} msrs={} frames={frames}",
             e.total(),
             e.hypercalls,
@@ -355,7 +356,15 @@ impl XenHost {
             e.port_io,
             e.hlts,
             e.msrs
-        )
+        );
+        // The hypercalls by kind: `hc_<name>=N`, or `hc<nr>=N` for one unnamed.
+        for (nr, n) in platform::exits::hypercalls_by_number() {
+            let _ = match crate::xen::abi::hcall::name(nr) {
+                Some(name) => write!(text, " hc_{name}={n}"),
+                None => write!(text, " hc{nr}={n}"),
+            };
+        }
+        text
     }
 
     /// Sends pending counters while few of our requests wait for a reply,

@@ -39,6 +39,24 @@ pub fn count(kind: Exit) {
     }
 }
 
+/// Hypercall numbers counted one by one (Xen's are all below this).
+pub const HYPERCALL_NUMBERS: usize = 48;
+static BY_HYPERCALL: [AtomicU64; HYPERCALL_NUMBERS] = [const { AtomicU64::new(0) }; HYPERCALL_NUMBERS];
+
+/// Counts one hypercall, as an exit and by its number.
+#[inline]
+pub fn count_hypercall(nr: u32) {
+    count(Exit::Hypercall);
+    if let Some(c) = usize::try_from(nr).ok().and_then(|i| BY_HYPERCALL.get(i)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The hypercalls so far by number, those issued at least once.
+pub fn hypercalls_by_number() -> impl Iterator<Item = (u32, u64)> {
+    (0u32..).zip(BY_HYPERCALL.iter()).map(|(nr, c)| (nr, c.load(Ordering::Relaxed))).filter(|&(_, n)| n > 0)
+}
+
 /// The counts so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Exits {

@@ -82,7 +82,7 @@ fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64) -> i64 {
         return -38; // ENOSYS
     }
     let entry = page + u64::from(nr) * 32;
-    super::exits::count(super::exits::Exit::Hypercall);
+    super::exits::count_hypercall(nr);
     let ret: i64;
     // SAFETY: `entry` is inside the hypercall page Xen filled for us (the MSR
     // write in `init` succeeded before HYPERCALL_PAGE was set), each 32-byte

@@ -25,6 +25,22 @@ pub mod hcall {
     pub const EVENT_CHANNEL_OP: u32 = 32;
     /// `__HYPERVISOR_hvm_op`.
     pub const HVM_OP: u32 = 34;
+
+    /// The short name of a hypercall we issue, for counters.
+    pub fn name(nr: u32) -> Option<&'static str> {
+        Some(match nr {
+            MEMORY_OP => "memory_op",
+            MULTICALL => "multicall",
+            XEN_VERSION => "xen_version",
+            CONSOLE_IO => "console_io",
+            GRANT_TABLE_OP => "grant_table_op",
+            VCPU_OP => "vcpu_op",
+            SCHED_OP => "sched_op",
+            EVENT_CHANNEL_OP => "event_channel_op",
+            HVM_OP => "hvm_op",
+            _ => return None,
+        })
+    }
 }
 
 /// `XENMEM_add_to_physmap` (xen/include/public/memory.h).
