@@ -40,7 +40,7 @@ pub fn count(kind: Exit) {
 }
 
 /// Hypercall numbers counted one by one (Xen's are all below this).
-pub const HYPERCALL_NUMBERS: usize = 48;
+const HYPERCALL_NUMBERS: usize = 48;
 static BY_HYPERCALL: [AtomicU64; HYPERCALL_NUMBERS] = [const { AtomicU64::new(0) }; HYPERCALL_NUMBERS];
 
 /// Counts one hypercall, as an exit and by its number.

@@ -362,7 +362,8 @@ if grep -qx 0x100e /sys/bus/pci/devices/*/device 2>/dev/null; then
 fi
 echo "XVIF-NETDD-UP $(uname -r) domid=$(xenstore-read domid) br0=$IP"
 # scan: one pass over the backends; WAIT=1 when a backend has no vif
-# device yet (netback creates it just after writing state 2).
+# device yet (netback creates it just after writing state 2) or a closed
+# one is still in its grace period.
 scan() {
   WAIT=
   for fe in $(xenstore-list backend/vif 2>/dev/null); do
@@ -370,6 +371,13 @@ scan() {
       p=backend/vif/$fe/$dev
       st=$(xenstore-read $p/state 2>/dev/null); on=$(xenstore-read $p/online 2>/dev/null)
       if [ "$st" = 6 ] && [ "$on" != 1 ]; then
+        # As xvif does (REMOVE_GRACE_NS): state 6 stays visible about 2 s,
+        # for a toolstack that reads it late; uptime read without a fork.
+        read -r now _ < /proc/uptime; now=${now%.*}
+        [ -e /tmp/closed.$fe.$dev ] || echo "$now" > /tmp/closed.$fe.$dev
+        read -r since < /tmp/closed.$fe.$dev
+        if [ $((now - since)) -lt 3 ]; then WAIT=1; continue; fi
+        rm -f /tmp/closed.$fe.$dev
         xenstore-rm $p; echo "netdd-devd: $p closed, removed"
         [ -z "$(xenstore-list backend/vif/$fe 2>/dev/null)" ] && xenstore-rm backend/vif/$fe
         continue

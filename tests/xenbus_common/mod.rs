@@ -73,8 +73,8 @@ impl World {
         be
     }
 
-    /// Lets time pass in `tick_ns` steps, settling after each, until `until_ns`
-    /// has passed since `*clock_ns` or `stop` holds; `*clock_ns` counts on.
+    /// Lets time pass in `tick_ns` steps, settling after each, until
+    /// `*clock_ns` (advanced by every step) reaches `until_ns` or `stop` holds.
     pub fn tick(&mut self, clock_ns: &mut u64, until_ns: u64, tick_ns: u64, stop: impl Fn(&Self) -> bool) {
         while *clock_ns < until_ns && !stop(self) {
             self.xs.advance(tick_ns);
