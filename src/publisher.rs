@@ -9,7 +9,11 @@
 //! own requests (a guest being connected): with 32 vifs a period brings
 //! some 70 writes of up to 500 bytes, far more than one 1 KiB ring holds,
 //! and a nested xenstored answers them slowly. A path written again before
-//! its pending write went out is sent once, with the newest text.
+//! its pending write went out is sent once, with the newest text, and keeps
+//! its place in the queue: entries go out oldest first, so when more change
+//! each period than the caller lets out, the ones that change every period
+//! cannot starve the rest (every pending entry is sent after at most
+//! `pending()` sends).
 #![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -40,8 +44,13 @@ pub struct PublishStats {
 pub struct Publisher {
     /// What was last sent, by path.
     published: BTreeMap<String, String>,
-    /// Waiting to be sent: the new text, or None to remove the path.
-    pending: BTreeMap<String, Option<String>>,
+    /// Waiting to be sent, by path: its place in `order`, and the new text
+    /// or None to remove the path.
+    pending: BTreeMap<String, (u64, Option<String>)>,
+    /// The pending paths by the order they were first queued in.
+    order: BTreeMap<u64, String>,
+    /// The place the next newly queued path takes.
+    next_seq: u64,
     stats: PublishStats,
 }
 
@@ -79,7 +88,9 @@ impl Publisher {
             if self.published.get(&path) == Some(&text) {
                 // Unchanged since it was sent: a pending older text must not
                 // go out after it.
-                self.pending.remove(&path);
+                if let Some((seq, _)) = self.pending.remove(&path) {
+                    self.order.remove(&seq);
+                }
                 continue;
             }
             self.queue(path, Some(text));
@@ -87,22 +98,32 @@ impl Publisher {
     }
 
     fn queue(&mut self, path: String, value: Option<String>) {
-        if self.pending.insert(path, value).is_some() {
+        if let Some(slot) = self.pending.get_mut(&path) {
+            slot.1 = value;
             self.stats.coalesced += 1;
+            return;
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, path.clone());
+        self.pending.insert(path, (seq, value));
     }
 
-    /// Sends pending entries while `room()` says another request may go
-    /// (it is asked before each), through `send(path, Some(text))` for a
-    /// write and `send(path, None)` for a removal. Stops at the first
-    /// `Sent::Later`. Returns how many were sent.
+    /// Sends pending entries, oldest first, while `room()` says another
+    /// request may go (it is asked before each), through
+    /// `send(path, Some(text))` for a write and `send(path, None)` for a
+    /// removal. Stops at the first `Sent::Later`, which keeps its place.
+    /// Returns how many were sent.
     pub fn pump(&mut self, mut room: impl FnMut() -> bool, mut send: impl FnMut(&str, Option<&str>) -> Sent) -> usize {
         let mut n = 0;
         while room() {
-            let Some((path, value)) = self.pending.pop_first() else { break };
+            let Some((seq, path)) = self.order.pop_first() else { break };
+            // Every path in `order` is pending (they are added and removed together).
+            let Some((_, value)) = self.pending.remove(&path) else { continue };
             if send(&path, value.as_deref()) == Sent::Later {
                 self.stats.refused += 1;
-                self.pending.insert(path, value);
+                self.order.insert(seq, path.clone());
+                self.pending.insert(path, (seq, value));
                 break;
             }
             self.stats.sent += 1;
@@ -192,6 +213,33 @@ mod tests {
         p.update(set(1, "2"));
         p.update(set(1, "1"));
         assert_eq!(p.pending(), 0);
+    }
+
+    /// Entries that change every period must not keep the others from ever
+    /// going out when the caller lets out fewer sends per period than there
+    /// are changes: the last paths in name order are sent too.
+    #[test]
+    fn entries_that_change_every_period_do_not_starve_the_rest() {
+        let mut p = Publisher::new();
+        let mut log = Vec::new();
+        let mut sent_at: BTreeMap<String, usize> = BTreeMap::new();
+        for period in 0..40 {
+            // 40 entries change every period; 4 go out per period.
+            p.update(set(40, &format!("{period}")));
+            log.clear();
+            pump(&mut p, 4, &mut log);
+            for (path, _) in &log {
+                sent_at.entry(path.clone()).or_insert(period);
+            }
+        }
+        assert_eq!(
+            sent_at.len(),
+            40,
+            "never sent: {:?}",
+            set(40, "").keys().filter(|k| !sent_at.contains_key(*k)).collect::<Vec<_>>()
+        );
+        // Oldest first: each goes out within pending() / 4 periods.
+        assert!(sent_at.values().all(|&t| t < 10), "{sent_at:?}");
     }
 
     #[test]
