@@ -5,8 +5,8 @@
 //! undoes all of it.
 #![forbid(unsafe_code)]
 
+use super::DataPlane;
 use super::queue::{CtrlSlot, QueueSlot, Slot};
-use super::{DataPlane, TX_STAGING};
 use crate::netback::{Features, QueueRings, Rate, Turn, TxStaging, Vif, VifConfig};
 use crate::platform::bufpool::BUF_FRAMES;
 use crate::switch::PortConfig;
@@ -56,11 +56,11 @@ impl VifHost for DataPlane {
         // About the same RX budget per vif whatever the queue count, each
         // queue's budget all of its buffer slots' bytes (filled from the
         // shared pool only while frames wait).
-        cfg.tx_batch = TX_STAGING;
+        cfg.tx_batch = self.staging_bufs;
         cfg.size_rx(queues.len(), BUF_FRAMES as usize * crate::netif::PAGE_SIZE);
         if self.staging.is_none() {
             let mut pool = self.pool.borrow_mut();
-            match TxStaging::new(pool.backing(), TX_STAGING) {
+            match TxStaging::new(pool.backing(), self.staging_bufs) {
                 Ok(s) => {
                     self.staging = Some(s);
                     // The headers of one-copy frames; without it every

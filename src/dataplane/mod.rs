@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::drivers::port::Port;
 use crate::mgmt::{Mgmt, MgmtConfig};
 use crate::net::{NIC_HOUSEKEEPING_NS, NIC_POLL_NS, NicDev};
+use crate::netback::pool::{RX_FEW, split_buffers};
 use crate::netback::{RxPool, SharedRxPool, Turn, TxStaging};
 use crate::platform::bufpool::{BUF_BYTES, BUF_FRAMES, FrameBuf, FramePool};
 use crate::platform::irq::IrqFlag;
@@ -36,9 +37,6 @@ use alloc::vec::Vec;
 use log::{info, warn};
 use ports::{NicPort, Out, QueuePort, VifSink};
 use queue::Slot;
-
-/// TX staging buffers shared by all vifs (64 KiB each).
-pub(super) const TX_STAGING: usize = 16;
 
 /// Frames the receive-buffer pool leaves to everything else (ring and
 /// grant mappings, page tables): 1 MiB.
@@ -63,6 +61,9 @@ pub struct DataPlane {
     nic: Option<NicPort>,
     /// Taken from the pool when the first vif connects, kept after.
     staging: Option<TxStaging<FrameBuf>>,
+    /// How many staging buffers that is (64 KiB each; fewer in a small
+    /// domain, so it keeps receive buffers), and each vif's TX batch.
+    staging_bufs: usize,
     /// The guests this turn owes a notification, sent together at its end.
     notify: NotifyBatch,
     /// The grant copies of a turn into guests' buffers, issued together.
@@ -115,9 +116,17 @@ impl DataPlane {
             }
         }
         crate::shell::set_served();
+        let (staging_bufs, rx_limit) = buffer_budget();
+        info!("netback: {rx_limit} receive buffers and {staging_bufs} TX staging buffers of {} KiB", BUF_BYTES / 1024);
+        if rx_limit < RX_FEW {
+            warn!(
+                "netback: memory for only {rx_limit} receive buffers: frames for guests will be dropped \
+                 (rx_bufs_refused); give this domain more memory (8 MiB serves 8 vifs)"
+            );
+        }
         Self {
             switch,
-            pool: RxPool::shared(Box::new(FramePool::new()), BUF_BYTES, rx_pool_limit()),
+            pool: RxPool::shared(Box::new(FramePool::new()), BUF_BYTES, rx_limit),
             slots: BTreeMap::new(),
             by_port: BTreeMap::new(),
             mgmt,
@@ -126,6 +135,7 @@ impl DataPlane {
             mgmt_at: None,
             nic,
             staging: None,
+            staging_bufs,
             notify: NotifyBatch::new(),
             turn: Turn::new(None),
         }
@@ -384,10 +394,10 @@ fn vif_key(id: VifId) -> String {
     format!("data/xvif/vifs/vif{}_{}", id.frontend.0, id.devid)
 }
 
-/// How many receive buffers the shared pool may hand out: every free frame
-/// but a reserve, less the TX staging buffers and the turn's arena.
-fn rx_pool_limit() -> usize {
+/// The packet buffers every free frame but a reserve makes, split into
+/// (TX staging buffers, how many the shared receive pool may hand out).
+fn buffer_budget() -> (usize, usize) {
     let f = crate::platform::frames::stats();
     let free = f.total.saturating_sub(f.used).saturating_sub(RESERVED_FRAMES);
-    ((free / BUF_FRAMES) as usize).saturating_sub(TX_STAGING + 1)
+    split_buffers(usize::try_from(free / BUF_FRAMES).unwrap_or(usize::MAX))
 }

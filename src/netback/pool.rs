@@ -19,6 +19,24 @@ use alloc::boxed::Box;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
+/// TX staging buffers (shared by every vif) at most and at least.
+pub const STAGING_MAX: usize = 16;
+pub const STAGING_MIN: usize = 2;
+
+/// Receive buffers below which a domain cannot serve even one vif with the
+/// default queue count well; xvif warns at start when it has fewer.
+pub const RX_FEW: usize = 4;
+
+/// Splits `bufs` packet buffers between the TX staging set every vif
+/// shares, one header arena (the turn's, for one copy between vifs) and the
+/// receive pool: staging takes a quarter, between `STAGING_MIN` and
+/// `STAGING_MAX`, so that a small domain keeps receive buffers instead of
+/// giving them all to staging. Returns (staging, receive limit).
+pub fn split_buffers(bufs: usize) -> (usize, usize) {
+    let staging = (bufs / 4).clamp(STAGING_MIN, STAGING_MAX);
+    (staging, bufs.saturating_sub(staging + 1))
+}
+
 /// The pool as the queues hold it.
 pub type SharedRxPool<B> = Rc<RefCell<RxPool<B>>>;
 
@@ -189,6 +207,25 @@ mod tests {
         p.give(c1, 0);
         let s = p.stats();
         assert_eq!((s.out, s.holders, s.peak), (0, 0, 4));
+    }
+
+    #[test]
+    fn a_small_domain_keeps_receive_buffers_and_a_big_one_full_staging() {
+        // 6 MiB: 16 buffers once the reserve is out. All of them went to
+        // 16 staging buffers and the arena before, leaving none to receive.
+        assert_eq!(split_buffers(16), (4, 11));
+        assert_eq!(split_buffers(30), (7, 22));
+        // 16 MiB and up: full staging, the rest to receive.
+        assert_eq!(split_buffers(94), (16, 77));
+        assert_eq!(split_buffers(1000), (16, 983));
+        // Too few for anything: staging keeps its minimum, receive gets none.
+        assert_eq!(split_buffers(2), (2, 0));
+        assert_eq!(split_buffers(0), (2, 0));
+        for bufs in 0..200 {
+            let (staging, rx) = split_buffers(bufs);
+            assert!((STAGING_MIN..=STAGING_MAX).contains(&staging));
+            assert!(rx == 0 || staging + 1 + rx == bufs, "{bufs}: {staging} + 1 + {rx}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ from xenvm import XenVM  # noqa: E402
 
 XVIF_IP = "10.0.5.1"
 # memory= values tried per vif count, largest first.
-TRIES = {1: [8, 6, 4], 8: [16, 12, 8], 32: [32, 24, 16]}
+TRIES = {1: [8, 6, 4], 8: [16, 8, 6], 32: [32, 16, 12]}
 
 
 def log(msg):
@@ -49,6 +49,7 @@ def try_serving(vm, n, memory):
     guests = [MultiVifGuest(vm, "mem%d" % i, i, per) for i in range((n + 7) // 8)]
     res = {"vifs": n, "memory": memory, "ok": False}
     t0 = time.time()
+    d0 = None
     try:
         d0 = start_xvif(vm, XVIF_IP, memory=memory)
         base = resources(vm, d0)
@@ -65,10 +66,14 @@ def try_serving(vm, n, memory):
         res.update(ok=True, base=base, loaded=now)
     except Exception as e:  # a failed try is a result, not an error
         res["error"] = str(e).splitlines()[0][:300]
+        if d0 is not None and domid(vm, "xvif") == d0:
+            res["at_failure"] = resources(vm, d0)
     finally:
         destroy_all(vm, [g.name for g in guests])
     res["secs"] = round(time.time() - t0, 1)
-    log("%d vifs, memory=%d: %s (%.0f s)" % (n, memory, "ok" if res["ok"] else res["error"], res["secs"]))
+    last = res.get("loaded") or res.get("at_failure") or {}
+    log("%d vifs, memory=%d: %s (%.0f s; receive buffers %s)" % (
+        n, memory, "ok" if res["ok"] else res["error"], res["secs"], last.get("rx_bufs_limit", "?")))
     return res
 
 
@@ -88,8 +93,8 @@ def main():
     finally:
         vm.close()
     lines = ["", "Smallest memory= serving N vifs (each vif pings xvif 3/3), xvif on Xen 4.17 nested in QEMU TCG",
-             "%6s %10s %12s %14s %12s %s" % ("vifs", "memory=", "next failed", "heap/vif KiB", "RX bufs peak",
-                                             "tried")]
+             "%6s %10s %12s %14s %12s %12s %s" % ("vifs", "memory=", "next failed", "heap/vif KiB", "RX bufs peak",
+                                                  "RX limit", "tried")]
     ok_all = True
     for n in TRIES:
         rs = [r for r in results if r["vifs"] == n]
@@ -97,14 +102,15 @@ def main():
         bad = [r for r in rs if not r["ok"]]
         if not good:
             ok_all = False
-            lines.append("%6d %10s %12s %14s %12s %s" % (n, "none", bad[0]["memory"] if bad else "-", "-", "-",
-                                                         bad[0].get("error", "") if bad else ""))
+            lines.append("%6d %10s %12s %14s %12s %12s %s" % (n, "none", bad[0]["memory"] if bad else "-", "-", "-",
+                                                              "-", bad[0].get("error", "") if bad else ""))
             continue
         best = min(good, key=lambda r: r["memory"])
         b, l = best["base"], best["loaded"]
         heap = (int(l.get("heap", 0)) - int(b.get("heap", 0))) / 1024.0 / n
-        lines.append("%6d %10d %12s %14.0f %12s %s" % (
+        lines.append("%6d %10d %12s %14.0f %12s %12s %s" % (
             n, best["memory"], bad[0]["memory"] if bad else "not tried", heap, l.get("rx_bufs_peak", "?"),
+            l.get("rx_bufs_limit", "?"),
             " ".join("%d:%s" % (r["memory"], "ok" if r["ok"] else "no") for r in rs)))
     lines.append("heap/vif: heap growth from xvif's idle state to N vifs connected and pinged, per vif "
                  "(includes one-off state of the first vif); RX buffers are 64 KiB, shared, held only while "
