@@ -121,7 +121,7 @@ impl DataPlane {
         if rx_limit < RX_FEW {
             warn!(
                 "netback: memory for only {rx_limit} receive buffers: frames for guests will be dropped \
-                 (rx_bufs_refused); give this domain more memory (8 MiB serves 8 vifs)"
+                 (rx_bufs_refused); give this domain more memory"
             );
         }
         Self {

@@ -23,8 +23,8 @@ use core::cell::RefCell;
 pub const STAGING_MAX: usize = 16;
 pub const STAGING_MIN: usize = 2;
 
-/// Receive buffers below which a domain cannot serve even one vif with the
-/// default queue count well; xvif warns at start when it has fewer.
+/// Receive buffers below which xvif warns at start: fewer than one per
+/// queue of a vif with the default queue count.
 pub const RX_FEW: usize = 4;
 
 /// Splits `bufs` packet buffers between the TX staging set every vif
@@ -211,9 +211,10 @@ mod tests {
 
     #[test]
     fn a_small_domain_keeps_receive_buffers_and_a_big_one_full_staging() {
-        // 6 MiB: 16 buffers once the reserve is out. All of them went to
-        // 16 staging buffers and the arena before, leaving none to receive.
-        assert_eq!(split_buffers(16), (4, 11));
+        // memory=6 leaves 14 buffers once the reserve is out, memory=8 30.
+        // 16 staging buffers and the arena took all 14 before, leaving
+        // none to receive.
+        assert_eq!(split_buffers(14), (3, 10));
         assert_eq!(split_buffers(30), (7, 22));
         // 16 MiB and up: full staging, the rest to receive.
         assert_eq!(split_buffers(94), (16, 77));
